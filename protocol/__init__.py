@@ -1,0 +1,1 @@
+"""Wire format shared by the controller, the workers and the clients (DESIGN.md section 3)."""
