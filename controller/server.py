@@ -92,7 +92,9 @@ class BackgroundServer:
                 )
             if time.monotonic() > deadline:
                 self.stop()
-                raise ServerStartError(f"server on {self.host}:{self.port} not ready in {timeout_s} s")
+                raise ServerStartError(
+                    f"server on {self.host}:{self.port} not ready in {timeout_s} s"
+                )
             # Event-free polling: uvicorn exposes readiness only as a flag.
             time.sleep(0.01)
         return self
