@@ -1,0 +1,222 @@
+"""HTTP routes of the controller: the LLaVA/FastChat/InternVL wire protocol plus additions.
+
+Every route only translates between HTTP and `Controller`; domain errors become JSON answers
+with their status code in one handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.errors import ControllerError
+from controller.registry import Registry, WorkerStatus
+from controller.service import Controller
+from controller.settings import ControllerSettings
+from controller.worker_client import new_session
+
+log = logging.getLogger("controller")
+
+
+class WorkerStatusBody(BaseModel):
+    """A worker's self-description, as `/worker_get_status` returns it."""
+
+    model_config = ConfigDict(extra="ignore")
+    model_names: list[str]
+    speed: float = Field(1, gt=0, description="relative throughput; must be > 0")
+    queue_length: int = Field(0, ge=0)
+    multimodal: bool = Field(False, description="whether the model takes images")
+
+    def to_status(self) -> WorkerStatus:
+        return WorkerStatus(
+            tuple(dict.fromkeys(self.model_names)), self.speed, self.queue_length, self.multimodal
+        )
+
+
+class RegisterWorkerBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    worker_name: str = Field(description="the worker's base URL, http(s)://host:port")
+    check_heart_beat: bool = Field(True, description="expire the worker when heartbeats stop")
+    worker_status: WorkerStatusBody | None = Field(
+        None, description="absent: the controller asks the worker's /worker_get_status"
+    )
+    multimodal: bool | None = Field(None, description="FastChat's flag: the model takes images")
+
+
+class HeartBeatBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    worker_name: str
+    queue_length: int = Field(ge=0)
+
+
+class WorkerNameBody(BaseModel):
+    worker_name: str
+
+
+class ModelBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str
+
+
+class DispatchMethodBody(BaseModel):
+    dispatch_method: str
+
+
+def create_app(settings: ControllerSettings, *, registry: Registry | None = None) -> FastAPI:
+    """The controller's FastAPI app; `registry` lets tests inject one with a fake clock."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        session = new_session()
+        controller = Controller(settings, session, registry)
+        app.state.controller = controller
+        tasks = [
+            asyncio.create_task(controller.sweep_forever(), name="sweep"),
+            asyncio.create_task(controller.record_stats_forever(), name="stats"),
+        ]
+        if settings.parent_controller:
+            own = settings.advertise_address or settings.local_url
+            tasks.append(asyncio.create_task(
+                controller.report_to_parent_forever(settings.parent_controller, own),
+                name="parent",
+            ))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await session.close()
+
+    app = FastAPI(
+        title="Vision chat controller",
+        description="Registers model workers, lists their models, dispatches and proxies "
+        "streamed answers. Wire-compatible with the LLaVA/FastChat/InternVL controllers.",
+        version="1.0",
+        lifespan=lifespan,
+        # The original controllers parsed any body as JSON; clients that send no
+        # Content-Type (requests' data=json.dumps(...)) must keep working.
+        strict_content_type=False,
+    )
+
+    def ctl(request: Request) -> Controller:
+        return request.app.state.controller
+
+    @app.exception_handler(ControllerError)
+    async def controller_error(_: Request, exc: ControllerError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+            message = error.get("msg")
+            if error.get("type") == "model_attributes_type" and where == "body":
+                message = "must be a JSON object (send it with Content-Type: application/json)"
+            elif error.get("type") == "json_invalid":
+                where = "body"
+                message = f"is not valid JSON ({error.get('ctx', {}).get('error')})"
+            problems.append(f"{where}: {message}")
+        return JSONResponse(
+            {"detail": "; ".join(problems), "errors": json.loads(json.dumps(
+                exc.errors(), default=str))},
+            status_code=422,
+        )
+
+    # -- the original protocol --------------------------------------------------------------
+
+    @app.post("/register_worker", tags=["protocol"])
+    async def register_worker(body: RegisterWorkerBody, request: Request) -> dict[str, Any]:
+        """Register a worker (or update it); asks the worker for its status if none is given."""
+        status = body.worker_status.to_status() if body.worker_status else None
+        address = await ctl(request).register_worker(
+            body.worker_name, body.check_heart_beat, status, body.multimodal
+        )
+        return {"registered": True, "worker_name": address}
+
+    @app.post("/receive_heart_beat", tags=["protocol"])
+    async def receive_heart_beat(body: HeartBeatBody, request: Request) -> dict[str, bool]:
+        """Record a heartbeat; `exist: false` asks the worker to register again."""
+        return {"exist": ctl(request).receive_heart_beat(body.worker_name, body.queue_length)}
+
+    @app.post("/refresh_all_workers", tags=["protocol"])
+    async def refresh_all_workers(request: Request) -> dict[str, Any]:
+        """Ask every worker for its status concurrently; drop the ones that fail."""
+        removed = await ctl(request).refresh_all_workers()
+        return {"workers": len(ctl(request).registry), "removed": removed}
+
+    @app.post("/list_models", tags=["protocol"])
+    async def list_models(request: Request) -> dict[str, list[str]]:
+        """Served models: Pro first, InternVL by size, then the rest alphabetically."""
+        return {"models": ctl(request).list_models()}
+
+    @app.post("/get_worker_address", tags=["protocol"])
+    async def get_worker_address(body: ModelBody, request: Request) -> dict[str, str]:
+        """A worker for the model by the dispatch method; `""` when none serves it."""
+        return {"address": ctl(request).get_worker_address(body.model)}
+
+    @app.post("/worker_generate_stream", tags=["protocol"])
+    async def worker_generate_stream(request: Request) -> StreamingResponse:
+        """Stream a generation from a worker of `model`: `\\0`-separated JSON frames."""
+        body = await request.body()
+        try:
+            params = json.loads(body)
+        except ValueError as exc:
+            return JSONResponse({"detail": f"body is not valid JSON: {exc}"}, status_code=422)
+        if not isinstance(params, dict):
+            return JSONResponse({"detail": "body must be a JSON object"}, status_code=422)
+        model = params.get("model")
+        if not isinstance(model, str) or not model:
+            return JSONResponse(
+                {"detail": "model: a non-empty model name is required"}, status_code=422
+            )
+        return StreamingResponse(ctl(request).generate_stream(model, body))
+
+    @app.post("/worker_get_status", tags=["protocol"])
+    async def worker_get_status(request: Request) -> dict[str, Any]:
+        """This controller as one worker: live workers' statuses summed (for a parent)."""
+        return await ctl(request).summed_status()
+
+    # -- additions ----------------------------------------------------------------------------
+
+    @app.get("/health", tags=["operations"])
+    async def health(request: Request) -> dict[str, Any]:
+        """Liveness, with counts."""
+        return ctl(request).health()
+
+    @app.get("/workers", tags=["operations"])
+    async def workers(request: Request) -> dict[str, Any]:
+        """Every worker's full state: load, in-flight streams, heartbeat age, health."""
+        return ctl(request).workers_view()
+
+    @app.get("/models", tags=["operations"])
+    async def models(request: Request) -> dict[str, Any]:
+        """Served models in list order, each with whether it takes images."""
+        return ctl(request).models_view()
+
+    @app.post("/remove_worker", tags=["operations"])
+    async def remove_worker(body: WorkerNameBody, request: Request) -> dict[str, bool]:
+        """Forget a worker now."""
+        return {"removed": ctl(request).remove_worker(body.worker_name)}
+
+    @app.post("/set_dispatch_method", tags=["operations"])
+    async def set_dispatch_method(body: DispatchMethodBody, request: Request) -> dict[str, str]:
+        """Switch the dispatch policy at run time."""
+        return {"dispatch_method": ctl(request).set_dispatch_method(body.dispatch_method)}
+
+    @app.get("/stats", tags=["operations"])
+    async def stats(request: Request) -> dict[str, Any]:
+        """Requests, errors, in-flight and queue lengths per interval, last 15 minutes."""
+        return ctl(request).stats_view()
+
+    return app
