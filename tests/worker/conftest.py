@@ -1,0 +1,49 @@
+"""Fixtures for worker tests: workers and a small recording controller on loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from worker_helpers import FakeController, worker_settings
+
+from controller.server import BackgroundServer, free_port
+from worker.api import create_app
+from worker.backends.base import Backend
+from worker.backends.simulated import SimulatedBackend
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., BackgroundServer]]:
+    """Start workers on free loopback ports; all are stopped after the test."""
+    servers: list[BackgroundServer] = []
+
+    def start(backend: Backend | None = None, **overrides: Any) -> BackgroundServer:
+        port = overrides.pop("port", None) or free_port()
+        settings = worker_settings(port=port, **overrides)
+        backend = backend or SimulatedBackend(tokens_per_s=1000.0, time_to_first_token_s=0.0)
+        app = create_app(settings, backend)
+        server = BackgroundServer(app, "127.0.0.1", port, thread_name="test-worker")
+        servers.append(server.start())
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def start_fake_controller() -> Iterator[Callable[[int], tuple[FakeController, BackgroundServer]]]:
+    """Start recording controllers on given ports; all are stopped after the test."""
+    servers: list[BackgroundServer] = []
+
+    def start(port: int) -> tuple[FakeController, BackgroundServer]:
+        controller = FakeController()
+        server = BackgroundServer(controller.app, "127.0.0.1", port, thread_name="fake-controller")
+        servers.append(server.start())
+        return controller, server
+
+    yield start
+    for server in servers:
+        server.stop()

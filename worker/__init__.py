@@ -1,0 +1,1 @@
+"""The model worker: serves one model over the worker protocol and registers with a controller."""
