@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from worker_helpers import FakeController, worker_settings
 
 from controller.server import BackgroundServer, free_port
+from tests.worker.worker_helpers import FakeController, worker_settings
 from worker.api import create_app
 from worker.backends.base import Backend
 from worker.backends.simulated import SimulatedBackend
@@ -21,6 +21,7 @@ def start_worker() -> Iterator[Callable[..., BackgroundServer]]:
 
     def start(backend: Backend | None = None, **overrides: Any) -> BackgroundServer:
         port = overrides.pop("port", None) or free_port()
+        overrides.setdefault("worker_address", f"http://127.0.0.1:{port}")
         settings = worker_settings(port=port, **overrides)
         backend = backend or SimulatedBackend(tokens_per_s=1000.0, time_to_first_token_s=0.0)
         app = create_app(settings, backend)

@@ -8,9 +8,16 @@ from typing import Any
 
 import pytest
 import requests
-from worker_helpers import TIMEOUT_S, chat, get_status, png_base64, post_frames, wait_until
 
 from protocol.frames import BAD_REQUEST, FrameDecoder
+from tests.worker.worker_helpers import (
+    TIMEOUT_S,
+    chat,
+    get_status,
+    png_base64,
+    post_frames,
+    wait_until,
+)
 from worker.backends.simulated import SimulatedBackend
 
 
@@ -204,10 +211,10 @@ def test_client_disconnecting_mid_answer_stops_generation_and_frees_its_slot(sta
     session, response = open_stream(worker.url, chat("Talk forever"))
     decoder = FrameDecoder()
     frames: list[dict[str, Any]] = []
-    for chunk in response.iter_content(chunk_size=None):
-        frames.extend(decoder.feed(chunk))
-        if len(frames) >= 3:
-            break
+    # Keep the iterator referenced: dropping it would make urllib3 close the connection early.
+    chunks = response.iter_content(chunk_size=None)
+    while len(frames) < 3:
+        frames.extend(decoder.feed(next(chunks)))
     assert get_status(worker.url)["queue_length"] == 1
 
     response.close()
