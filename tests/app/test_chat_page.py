@@ -1,0 +1,144 @@
+"""AppTest runs of pages/chat.py against a real controller with real simulated workers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import REPO_ROOT, png_bytes, register_fake_worker
+from webui import chat_view
+
+CHAT_PAGE = str(REPO_ROOT / "pages" / "chat.py")
+
+
+@pytest.fixture
+def chat(app_env: Path) -> AppTest:
+    chat_view.fetch_models.clear()
+    return AppTest.from_file(CHAT_PAGE, default_timeout=30)
+
+
+def assistant_texts(at: AppTest) -> list[str]:
+    return [
+        "\n".join(md.value for md in message.markdown)
+        for message in at.chat_message if message.name == "assistant"
+    ]
+
+
+def log_lines(log_dir: Path) -> list[dict]:
+    lines = []
+    for path in sorted(log_dir.glob("conv-*.jsonl")):
+        lines += [json.loads(line) for line in path.read_text().splitlines()]
+    return lines
+
+
+def test_picker_lists_models_in_controller_order(chat: AppTest, controller: str) -> None:
+    register_fake_worker(controller, "http://127.0.0.1:9", ["zeta-chat", "InternVL2-8B"])
+    register_fake_worker(controller, "http://127.0.0.1:10", ["InternVL2_5-78B", "alpha"])
+    chat.run()
+    assert chat.selectbox(key="chat_model").options == [
+        "InternVL2_5-78B", "InternVL2-8B", "alpha", "zeta-chat"
+    ]
+    assert not chat.exception
+
+
+def test_empty_model_list_explains_how_to_start_a_worker(chat: AppTest, controller: str) -> None:
+    chat.run()
+    assert chat.info[0].value == "No model is available yet."
+    assert f"--controller-address {controller}" in chat.code[0].value
+    assert chat.chat_input[0].disabled
+
+
+def test_chat_turn_streams_answer_and_logs_it(
+    chat: AppTest, start_worker, app_env: Path
+) -> None:
+    start_worker()
+    chat.run()
+    chat.chat_input[0].set_value("Hello there").run()
+    assert not chat.exception
+    [answer] = assistant_texts(chat)
+    assert answer.strip()
+    [turn] = log_lines(app_env)
+    assert turn["model"] == "simulated-chat"
+    assert [m["role"] for m in turn["messages"]] == ["user", "assistant"]
+    assert turn["messages"][0]["content"] == "Hello there"
+    assert turn["messages"][1]["content"] == answer
+    assert turn["finish"] == "stop"
+
+
+def test_regenerate_replaces_answer_and_clear_empties_conversation(
+    chat: AppTest, start_worker, app_env: Path
+) -> None:
+    start_worker()
+    chat.run()
+    chat.chat_input[0].set_value("Hello").run()
+    [regenerate] = [b for b in chat.button if b.label == "Regenerate"]
+    regenerate.click().run()
+    assert len(assistant_texts(chat)) == 1
+    assert len(log_lines(app_env)) == 2
+    [clear] = [b for b in chat.button if b.label == "Clear"]
+    clear.click().run()
+    assert not chat.chat_message
+
+
+def test_image_upload_and_boxes_are_drawn(chat: AppTest, start_worker, app_env: Path) -> None:
+    start_worker(multimodal=True)
+    chat.run()
+    assert chat.selectbox(key="chat_model").value == "simulated-vision"
+    image = png_bytes()
+    chat.chat_input[0].upload("cat.png", image, "image/png").set_value("detect the cat").run()
+    assert not chat.exception
+    [user, assistant] = chat.chat_message
+    assert len(user.get("image")) == 1
+    # The answer's <ref>/<box> markup is replaced by the drawn image with its label.
+    assert "<box>" not in assistant_texts(chat)[0]
+    assert len(assistant.get("image")) == 1
+    assert "cat" in assistant.get("image")[0].proto.imgs[0].caption
+    [turn] = log_lines(app_env)
+    [name] = turn["messages"][0]["images"]
+    assert (app_env / "images" / name).read_bytes() == image
+    assert "<ref>cat</ref>" in turn["messages"][1]["content"]
+
+
+def test_images_beyond_the_limit_are_not_added(
+    chat: AppTest, start_worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APP_MAX_IMAGES", "2")
+    start_worker(multimodal=True)
+    chat.run()
+    for i, color in enumerate(("red", "green", "blue")):
+        chat.chat_input[0].upload(f"{i}.png", png_bytes(color=color), "image/png")
+    chat.chat_input[0].set_value("what do you see?").run()
+    assert not chat.exception
+    assert len(chat.chat_message[0].get("image")) == 1  # one st.image call with a list
+    assert len(chat.session_state.chat_messages[0].images) == 2
+    assert "At most 2 images" in chat.toast[0].value
+
+
+def test_text_model_offers_no_upload(chat: AppTest, start_worker) -> None:
+    start_worker()
+    chat.run()
+    assert not chat.chat_input[0].proto.accept_file
+
+
+def test_error_frame_is_shown_with_its_cause(chat: AppTest, controller: str, app_env: Path) -> None:
+    # Registered but not listening: the controller's proxy fails and says why in an error frame.
+    register_fake_worker(controller, "http://127.0.0.1:9", ["ghost-model"])
+    chat.run()
+    chat.chat_input[0].set_value("anyone?").run()
+    assert not chat.exception
+    [error] = chat.error
+    assert error.value.startswith("The answer failed:")
+    assert "ghost-model" in error.value or "127.0.0.1:9" in error.value
+    [turn] = log_lines(app_env)
+    assert turn["finish"] == "error"
+
+
+def test_chinese_switch_translates_the_page(chat: AppTest, start_worker) -> None:
+    start_worker()
+    chat.session_state["lang"] = "zh"
+    chat.run()
+    assert chat.selectbox(key="chat_model").label == "模型"
+    assert chat.text_area(key="system_prompt").label == "系统提示词"

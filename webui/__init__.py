@@ -1,0 +1,1 @@
+"""Everything the Streamlit pages use: controller client, boot, chat and admin views."""

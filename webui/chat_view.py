@@ -1,0 +1,255 @@
+"""The chat page: model picker, conversation, streamed answers, images and boxes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import streamlit as st
+
+from webui import boot
+from webui.boxes import draw_boxes, parse_boxes, strip_grounding
+from webui.client import ControllerClient, ControllerError, ModelInfo
+from webui.convlog import ConversationLog, message_record
+from webui.generation import (
+    BOUNDS,
+    Message,
+    build_params,
+    clamp_options,
+    images_in,
+    last_image_before,
+)
+from webui.i18n import t
+from webui.images import ACCEPTED_TYPES, ChatImage, ImageRejected, load_image
+
+# Redraw the streamed answer at most this often: every token would flood the websocket.
+STREAM_REDRAW_S = 0.05
+MODELS_TTL_S = 2.0
+
+
+def lang() -> str:
+    return st.session_state.get("lang", "en")
+
+
+@st.cache_data(ttl=MODELS_TTL_S, show_spinner=False)
+def fetch_models(controller_url: str) -> tuple[list[ModelInfo], str | None]:
+    """The models in the controller's order; cached briefly so reruns cost no extra call."""
+    try:
+        return ControllerClient(controller_url, timeout_s=2.0).models(), None
+    except ControllerError as exc:
+        return [], str(exc)
+
+
+def _conversation() -> list[Message]:
+    if "chat_messages" not in st.session_state:
+        st.session_state.chat_messages = []
+        st.session_state.chat_id = uuid.uuid4().hex
+    return st.session_state.chat_messages
+
+
+def _clear() -> None:
+    st.session_state.chat_messages = []
+    st.session_state.chat_id = uuid.uuid4().hex
+
+
+def _regenerate() -> None:
+    messages = _conversation()
+    if messages and messages[-1].role == "assistant":
+        messages.pop()
+
+
+@st.fragment(run_every=2.0)
+def _wait_for_models(controller_url: str) -> None:
+    """Poll while no model is served; rerun the page when the first one appears."""
+    models, _ = fetch_models(controller_url)
+    if models:
+        st.rerun()
+
+
+def _sidebar(models: list[ModelInfo]) -> tuple[ModelInfo | None, str, dict[str, Any]]:
+    lg = lang()
+    with st.sidebar:
+        names = [m.name for m in models]
+        name = st.selectbox(t("model", lg), names, key="chat_model",
+                            placeholder=t("no_models", lg))
+        model = next((m for m in models if m.name == name), None)
+        if model is not None:
+            st.caption(t("takes_images", lg) if model.multimodal else t("text_only", lg))
+        if st.button(t("refresh_models", lg), icon=":material/refresh:"):
+            fetch_models.clear()
+            st.rerun()
+        system_prompt = st.text_area(
+            t("system_prompt", lg), value=t("system_prompt_default", lg), key="system_prompt",
+            height=80,
+        )
+        options: dict[str, Any] = {}
+        with st.expander(t("advanced", lg)):
+            for option, bound in BOUNDS.items():
+                is_int = float(bound.step).is_integer() and bound.step >= 1
+                cast = int if is_int else float
+                options[option] = st.slider(
+                    t(option, lg), cast(bound.low), cast(bound.high), cast(bound.default),
+                    cast(bound.step), key=f"opt_{option}",
+                )
+    return model, system_prompt, clamp_options(options)
+
+
+def _render_assistant(messages: list[Message], index: int) -> None:
+    message = messages[index]
+    lg = lang()
+    boxes = parse_boxes(message.content)
+    shown = strip_grounding(message.content) if boxes else message.content
+    if shown:
+        st.markdown(shown)
+    image = last_image_before(messages, index)
+    if boxes and image is not None:
+        labels = ", ".join(dict.fromkeys(b.label for b in boxes if b.label))
+        st.image(draw_boxes(image.data, boxes), caption=t("boxes_caption", lg, labels=labels))
+    if message.error:
+        st.error(t("answer_error", lg, error=message.error), icon=":material/error:")
+    elif message.stopped:
+        st.caption(t("stopped", lg))
+
+
+def _render_history(messages: list[Message]) -> None:
+    for index, message in enumerate(messages):
+        with st.chat_message(message.role):
+            if message.role == "assistant":
+                _render_assistant(messages, index)
+            else:
+                if message.images:
+                    st.image([image.data for image in message.images],
+                             caption=[image.original_name for image in message.images], width=200)
+                if message.content:
+                    st.markdown(message.content)
+
+
+def _accept_images(files: list[Any], messages: list[Message], max_images: int,
+                   log: ConversationLog) -> list[ChatImage]:
+    lg = lang()
+    room = max(0, max_images - images_in(messages))
+    accepted: list[ChatImage] = []
+    for upload in files[:room]:
+        try:
+            image = load_image(upload.getvalue(), upload.name)
+        except ImageRejected as exc:
+            st.toast(t("image_rejected", lg, error=exc), icon=":material/warning:")
+            continue
+        log.save_image(image)
+        accepted.append(image)
+    if len(files) > room:
+        names = ", ".join(f.name for f in files[room:])
+        st.toast(t("too_many_images", lg, n=max_images, names=names), icon=":material/warning:")
+    return accepted
+
+
+def _log_turn(log: ConversationLog, model: str, system_prompt: str, messages: list[Message],
+              options: dict[str, Any]) -> None:
+    answer = messages[-1]
+    record = {
+        "conversation_id": st.session_state.get("chat_id"),
+        "model": model,
+        "system_prompt": system_prompt,
+        "params": options,
+        "messages": [message_record(m.role, m.content, m.images) for m in messages],
+        "finish": "error" if answer.error else "stopped" if answer.stopped else "stop",
+    }
+    if answer.error:
+        record["error"] = answer.error
+    log.append_turn(record)
+
+
+def _stream_answer(client: ControllerClient, model: ModelInfo, system_prompt: str,
+                   options: dict[str, Any], log: ConversationLog) -> None:
+    messages = _conversation()
+    lg = lang()
+    params = build_params(model.name, system_prompt, messages, options,
+                          send_images=model.multimodal)
+    with st.chat_message("assistant"):
+        # Clicking Stop reruns the script, which interrupts this loop; `finally` keeps the text.
+        stop_slot = st.empty()
+        stop_slot.button(t("stop", lg), icon=":material/stop_circle:", key="stop")
+        body = st.empty()
+        text, error, stopped = "", None, True
+        try:
+            redrawn_at = 0.0
+            for frame in client.generate_stream(params):
+                if frame.get("error_code", 0):
+                    error = str(frame.get("text") or f"error code {frame.get('error_code')}")
+                    break
+                text = str(frame.get("text", text))
+                now = time.monotonic()
+                if now - redrawn_at >= STREAM_REDRAW_S:
+                    body.markdown(text + " ▌")
+                    redrawn_at = now
+            stopped = False
+        finally:
+            messages.append(Message("assistant", text, error=error, stopped=stopped))
+            _log_turn(log, model.name, system_prompt, messages, options)
+        stop_slot.empty()
+        with body.container():
+            _render_assistant(messages, len(messages) - 1)
+
+
+def render() -> None:
+    """The whole chat page."""
+    lg = lang()
+    settings = boot.app_settings()
+    controller_url = boot.controller_url()
+    client = ControllerClient(controller_url)
+    log = ConversationLog(settings.log_dir)
+    messages = _conversation()
+
+    models, error = fetch_models(controller_url)
+    model, system_prompt, options = _sidebar(models)
+
+    if error:
+        st.warning(t("controller_unreachable", lg, error=error), icon=":material/cloud_off:")
+    if not models:
+        st.info(t("no_models", lg), icon=":material/hourglass_empty:")
+        runtime = boot.current_runtime()
+        if runtime is not None and any(w.state == "starting" for w in runtime.workers):
+            st.caption(t("no_models_loading", lg))
+        st.markdown(t("no_models_howto", lg))
+        st.code(
+            f"python -m worker --backend simulated --controller-address {controller_url} "
+            "--port 21002 --worker-address http://127.0.0.1:21002",
+            language="bash",
+        )
+        _wait_for_models(controller_url)
+
+    takes_images = model is not None and model.multimodal
+    placeholder = (
+        t("chat_placeholder_images", lg, n=settings.max_images) if takes_images
+        else t("chat_placeholder", lg) if model is not None
+        else t("pick_model_first", lg)
+    )
+    # The input is pinned to the bottom wherever it is called; reading it first lets the new
+    # message render in order with the history.
+    submitted = st.chat_input(
+        placeholder,
+        key="chat_input",
+        accept_file="multiple" if takes_images else False,
+        file_type=list(ACCEPTED_TYPES) if takes_images else None,
+        disabled=model is None,
+    )
+    if submitted is not None and model is not None:
+        text = submitted if isinstance(submitted, str) else submitted.text
+        files = [] if isinstance(submitted, str) else list(submitted.files)
+        images = _accept_images(files, messages, settings.max_images, log) if files else []
+        if text.strip() or images:
+            messages.append(Message("user", text.strip(), images))
+
+    _render_history(messages)
+    if model is not None and not model.multimodal and images_in(messages):
+        st.caption(t("images_ignored", lg, model=model.name))
+    if model is not None and messages and messages[-1].role == "user":
+        _stream_answer(client, model, system_prompt, options, log)
+    if messages:
+        left, right, _ = st.columns([1, 1, 3])
+        left.button(t("regenerate", lg), icon=":material/refresh:", on_click=_regenerate,
+                    disabled=model is None or messages[-1].role != "assistant",
+                    use_container_width=True)
+        right.button(t("clear", lg), icon=":material/delete:", on_click=_clear,
+                     use_container_width=True)
