@@ -48,3 +48,25 @@ def start_fake_controller() -> Iterator[Callable[[int], tuple[FakeController, Ba
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def start_controller() -> Iterator[Callable[..., BackgroundServer]]:
+    """Start real controllers (controller.api) on loopback ports; all are stopped after."""
+    from controller.api import create_app as create_controller_app
+    from controller.settings import ControllerSettings
+
+    servers: list[BackgroundServer] = []
+
+    def start(port: int | None = None, **overrides: Any) -> BackgroundServer:
+        port = port or free_port()
+        settings = ControllerSettings(host="127.0.0.1", port=port, **overrides)
+        server = BackgroundServer(
+            create_controller_app(settings), "127.0.0.1", port, thread_name="test-controller"
+        )
+        servers.append(server.start())
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
