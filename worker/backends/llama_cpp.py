@@ -112,20 +112,14 @@ class LlamaCppBackend:
         """Stream a chat completion with the model's own chat template; stop when cancelled."""
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         with self._lock:
-            prompt_tokens = self._count_prompt_tokens(messages)
-            room = self.context_size - prompt_tokens
-            if room <= 0:
-                raise PromptTooLong(
-                    f"the prompt is {prompt_tokens} tokens but the context of {self._model_name} "
-                    f"holds {self.context_size}; shorten the conversation"
-                )
+            # llama-cpp-python trims max_tokens to the room the prompt leaves in the context.
             chunks = self._llama.create_chat_completion(
                 messages=messages,
                 stream=True,
                 temperature=request.temperature,
                 top_p=request.top_p,
                 repeat_penalty=request.repetition_penalty,
-                max_tokens=min(request.max_new_tokens, room),
+                max_tokens=request.max_new_tokens,
             )
             text = ""
             tokens = 0
@@ -141,20 +135,16 @@ class LlamaCppBackend:
                         tokens += 1
                     if piece or finish:
                         yield TextUpdate(text=text, completion_tokens=tokens, finish_reason=finish)
+            except ValueError as exc:
+                if "exceed context window" in str(exc):
+                    raise PromptTooLong(
+                        f"the prompt does not fit the context of {self._model_name}: {exc}; "
+                        "shorten the conversation"
+                    ) from exc
+                raise
             finally:
                 # Closing the generator makes llama-cpp-python stop sampling right away.
                 chunks.close()
-
-    def _count_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
-        """Tokens of the templated prompt, so max_new_tokens can be trimmed to fit."""
-        handler = self._llama.chat_handler or self._llama._chat_handlers.get(
-            self._llama.chat_format
-        )
-        if handler is None:
-            # Unknown template: a rough bound by the raw text is better than failing.
-            raw = "\n".join(m["content"] for m in messages)
-            return len(self._llama.tokenize(raw.encode(), add_bos=True))
-        return 0
 
     def close(self) -> None:
         """Free the model and its context."""
