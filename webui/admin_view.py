@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from controller.settings import DISPATCH_METHODS
 from webui import boot
@@ -215,7 +216,11 @@ def _run(action: Any) -> None:
     except ControllerError as exc:
         st.session_state.admin_notice = ("error", str(exc))
     poll.clear()
-    st.rerun(scope="fragment")
+    try:
+        st.rerun(scope="fragment")
+    except StreamlitAPIException:
+        # A full run (first view, tests) is not a fragment rerun: rerun the page instead.
+        st.rerun()
 
 
 def _live(controller_url: str, refresh_s: float) -> None:

@@ -1,0 +1,120 @@
+"""AppTest runs of pages/admin.py against a real controller with real simulated workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import REPO_ROOT, register_fake_worker, registered, wait_until
+from webui import admin_view
+
+ADMIN_PAGE = str(REPO_ROOT / "pages" / "admin.py")
+
+
+@pytest.fixture
+def admin(app_env: Path) -> AppTest:
+    admin_view.poll.clear()
+    return AppTest.from_file(ADMIN_PAGE, default_timeout=30)
+
+
+def submit(at: AppTest, label: str) -> AppTest:
+    [button] = [b for b in at.button if b.label == label]
+    admin_view.poll.clear()
+    return button.click().run()
+
+
+def metric(at: AppTest, label: str) -> str:
+    [value] = [m.value for m in at.metric if m.label == label]
+    return value
+
+
+def test_table_lists_workers_with_totals(admin: AppTest, controller: str, start_worker) -> None:
+    address = start_worker()
+    register_fake_worker(controller, "http://127.0.0.1:9", ["InternVL2-8B"], queue_length=3)
+    admin.run()
+    assert not admin.exception
+    table = admin.dataframe[0].value
+    assert set(table["Address"]) == {address, "http://127.0.0.1:9"}
+    assert set(table["Status"]) == {"healthy"}
+    assert metric(admin, "Workers") == "2"
+    assert metric(admin, "Models") == "2"
+    assert metric(admin, "Total queue") == "3"
+
+
+def test_late_workers_are_highlighted() -> None:
+    snapshot = admin_view.Snapshot(workers=[
+        {"address": "http://a:1", "status": "healthy"},
+        {"address": "http://b:1", "status": "late"},
+    ])
+    table = admin_view.worker_table(snapshot, "en")
+    styles = [admin_view._highlight_late(row, "Status") for _, row in table.iterrows()]
+    assert set(styles[0]) == {""}
+    assert all("background-color" in style for style in styles[1])
+
+
+def test_register_worker_by_address(admin: AppTest, controller: str, start_worker) -> None:
+    address = start_worker(register=False)
+    admin.run()
+    assert admin.info[0].value == "No worker is registered."
+    admin.text_input[0].input(address)
+    submit(admin, "Register")
+    assert not admin.exception
+    assert address in registered(controller)
+    assert admin.success[0].value == f"Registered {address}."
+    assert address in set(admin.dataframe[0].value["Address"])
+
+
+def test_remove_worker(admin: AppTest, controller: str, start_worker) -> None:
+    address = start_worker()
+    admin.run()
+    [remove] = [s for s in admin.selectbox if s.label == "Remove worker"]
+    remove.select(address)
+    submit(admin, "Remove")
+    assert address not in registered(controller)
+    assert admin.success[0].value == f"Removed {address}."
+
+
+def test_switch_dispatch_method(admin: AppTest, controller: str) -> None:
+    admin.run()
+    [method] = [s for s in admin.selectbox if s.label == "Dispatch method"]
+    assert method.value == "shortest_queue"
+    method.select("lottery")
+    submit(admin, "Apply")
+    assert requests.get(f"{controller}/workers", timeout=5).json()["dispatch_method"] == "lottery"
+
+
+def test_refresh_all_drops_unreachable_workers(admin: AppTest, controller: str,
+                                               start_worker) -> None:
+    alive = start_worker()
+    register_fake_worker(controller, "http://127.0.0.1:9", ["ghost"])
+    admin.run()
+    submit(admin, "Refresh all workers")
+    wait_until(lambda: registered(controller) == {alive})
+    assert "http://127.0.0.1:9" in admin.success[0].value
+
+
+def test_password_is_asked_when_configured(
+    admin: AppTest, monkeypatch: pytest.MonkeyPatch, start_worker
+) -> None:
+    monkeypatch.setenv("APP_ADMIN_PASSWORD", "s3cret")
+    start_worker()
+    admin.run()
+    assert not admin.dataframe
+    admin.text_input[0].input("wrong")
+    admin.button[0].click().run()
+    assert admin.error[0].value == "Wrong password."
+    admin.text_input[0].input("s3cret")
+    admin.button[0].click().run()
+    assert admin.dataframe
+
+
+def test_unreachable_controller_is_an_error_not_a_traceback(
+    admin: AppTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APP_CONTROLLER_URL", "http://127.0.0.1:9")
+    admin.run()
+    assert not admin.exception
+    assert "cannot reach the controller" in admin.error[0].value
