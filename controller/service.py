@@ -32,7 +32,9 @@ class Controller:
         registry: Registry | None = None,
     ) -> None:
         self.settings = settings
-        self.registry = registry or Registry(settings.heart_beat_expiration_s)
+        self.registry = (
+            registry if registry is not None else Registry(settings.heart_beat_expiration_s)
+        )
         self.dispatch_method = settings.dispatch_method
         self.workers = WorkerClient(session, settings.status_timeout_s)
         self.stats = ActivityStats(settings.stats_interval_s, settings.stats_window_s)

@@ -180,3 +180,27 @@ def test_openapi_documents_every_endpoint(controller_url) -> None:
     assert all(op.get("description") or op.get("summary")
                for methods in paths.values() for op in methods.values())
     assert requests.get(controller_url + "/docs", timeout=5).status_code == 200
+
+
+def test_sweep_removes_a_silent_worker_within_expiry_plus_interval(
+    start_controller, start_worker, clock
+) -> None:
+    from controller.registry import Registry
+
+    registry = Registry(heart_beat_expiration_s=30, clock=clock)
+    url = start_controller(registry=registry, sweep_interval_s=0.05).url
+    silent = start_worker(model_names=["a"])
+    beating = start_worker(model_names=["b"])
+    register(url, silent.url, silent.status())
+    register(url, beating.url, beating.status())
+    clock.advance(25)
+    post(url, "/receive_heart_beat", {"worker_name": beating.url, "queue_length": 0})
+    clock.advance(5.5)  # silent: 30.5 s since its last beat; beating: 5.5 s
+    polls = 0
+    while len(workers(url)) == 2 and polls < 200:
+        silent.closed_event.wait(0.05)  # the sweep runs every 0.05 s in the controller's loop
+        polls += 1
+    assert [w["address"] for w in workers(url)] == [beating.url]
+    assert post(url, "/list_models").json() == {"models": ["b"]}
+    assert post(url, "/receive_heart_beat", {"worker_name": silent.url,
+                                             "queue_length": 0}).json() == {"exist": False}
