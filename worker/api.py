@@ -40,6 +40,8 @@ class WorkerService:
         self.executor = ThreadPoolExecutor(
             max_workers=self.limiter.limit, thread_name_prefix="worker-generate"
         )
+        # Cancel flags of running generations, so shutdown can stop them before the model goes.
+        self._cancels: set[threading.Event] = set()
 
     def status(self) -> dict[str, Any]:
         """The protocol status plus additive fields (multimodal, running, waiting)."""
@@ -71,6 +73,7 @@ class WorkerService:
         frames: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
         job: Future[None] | None = None
+        self._cancels.add(cancel)
         try:
             job = self.executor.submit(self._produce, request, cancel, loop, frames)
             while (frame := await frames.get()) is not _END:
@@ -80,6 +83,7 @@ class WorkerService:
             await asyncio.wrap_future(job)
         finally:
             cancel.set()
+            self._cancels.discard(cancel)
             if job is None or job.done():
                 self.limiter.release()
             else:
@@ -119,8 +123,10 @@ class WorkerService:
             put(_END)
 
     def close(self) -> None:
-        """Stop accepting work and free the threads."""
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        """Stop running generations and wait for their threads, so the model can be freed."""
+        for cancel in list(self._cancels):
+            cancel.set()
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _final_frame(update: Any) -> bytes:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
+from controller.server import BackgroundServer, free_port
 from protocol.frames import BAD_REQUEST, FrameDecoder
 from tests.worker.worker_helpers import (
     TIMEOUT_S,
@@ -17,8 +19,20 @@ from tests.worker.worker_helpers import (
     png_base64,
     post_frames,
     wait_until,
+    worker_settings,
 )
+from worker.api import create_app
 from worker.backends.simulated import SimulatedBackend
+
+
+@pytest.fixture(scope="module")
+def shared_worker() -> Iterator[BackgroundServer]:
+    """One default simulated worker for the tests that do not change its settings."""
+    port = free_port()
+    settings = worker_settings(port=port, worker_address=f"http://127.0.0.1:{port}")
+    backend = SimulatedBackend(tokens_per_s=1000.0, time_to_first_token_s=0.0)
+    with BackgroundServer(create_app(settings, backend), "127.0.0.1", port) as server:
+        yield server
 
 
 def test_status_reports_model_speed_queue_and_multimodal(start_worker):
@@ -32,16 +46,16 @@ def test_status_reports_model_speed_queue_and_multimodal(start_worker):
     assert status["multimodal"] is False
 
 
-def test_status_answers_get_as_well_as_post(start_worker):
-    worker = start_worker()
+def test_status_answers_get_as_well_as_post(shared_worker):
+    worker = shared_worker
 
     response = requests.get(f"{worker.url}/worker_get_status", timeout=TIMEOUT_S)
 
     assert response.json()["model_names"] == ["simulated-chat"]
 
 
-def test_stream_frames_carry_the_whole_text_so_far(start_worker):
-    worker = start_worker()
+def test_stream_frames_carry_the_whole_text_so_far(shared_worker):
+    worker = shared_worker
 
     frames = post_frames(worker.url, chat("Hello there"))
 
@@ -66,8 +80,8 @@ def test_stream_interval_sends_a_frame_every_n_tokens(start_worker):
     assert frames[-1]["usage"] == {"completion_tokens": 12}
 
 
-def test_max_new_tokens_caps_the_answer(start_worker):
-    worker = start_worker()
+def test_max_new_tokens_caps_the_answer(shared_worker):
+    worker = shared_worker
 
     frames = post_frames(worker.url, chat("Hi", max_new_tokens=3))
 
@@ -90,8 +104,8 @@ def test_max_new_tokens_caps_the_answer(start_worker):
         ({"prompt": [{"role": "user"}]}, "prompt[0].content must be a string"),
     ],
 )
-def test_bad_params_get_one_error_frame_naming_the_problem(start_worker, change, expected):
-    worker = start_worker()
+def test_bad_params_get_one_error_frame_naming_the_problem(shared_worker, change, expected):
+    worker = shared_worker
 
     frames = post_frames(worker.url, {**chat("Hi"), **change})
 
@@ -103,8 +117,8 @@ def test_bad_params_get_one_error_frame_naming_the_problem(start_worker, change,
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"\xff\xfe"])
-def test_malformed_body_gets_an_error_frame_not_a_500(start_worker, body):
-    worker = start_worker()
+def test_malformed_body_gets_an_error_frame_not_a_500(shared_worker, body):
+    worker = shared_worker
 
     frames = post_frames(worker.url, body, headers={"Content-Type": "application/json"})
 
@@ -112,8 +126,8 @@ def test_malformed_body_gets_an_error_frame_not_a_500(start_worker, body):
     assert frames[0]["error_code"] == BAD_REQUEST
 
 
-def test_images_sent_to_a_text_only_model_get_a_clear_error_frame(start_worker):
-    worker = start_worker()
+def test_images_sent_to_a_text_only_model_get_a_clear_error_frame(shared_worker):
+    worker = shared_worker
 
     frames = post_frames(worker.url, chat("What is this?", extra={"image": [png_base64(8, 8)]}))
 
@@ -169,8 +183,16 @@ def test_queue_length_is_exact_under_concurrent_requests(start_worker):
         status = get_status(worker.url)
         assert (status["running"], status["waiting"]) == (2, 3)
 
-        # A client leaving frees its place and a waiting request moves up.
-        for expected in (4, 3, 2, 1, 0):
+        # A waiting client that leaves only shortens the queue.
+        session, response = streams.pop()
+        response.close()
+        session.close()
+        wait_until(lambda: get_status(worker.url)["queue_length"] == 4)
+        status = get_status(worker.url)
+        assert (status["running"], status["waiting"]) == (2, 2)
+
+        # A running client that leaves frees its slot for the longest waiter.
+        for expected in (3, 2, 1, 0):
             session, response = streams.pop(0)
             response.close()
             session.close()
