@@ -22,6 +22,7 @@ from controller.errors import ControllerError
 from controller.registry import Registry, WorkerStatus
 from controller.service import Controller
 from controller.settings import ControllerSettings
+from controller.stream_route import STREAM_PATH, parse_stream_request, serve_stream
 from controller.worker_client import new_session
 
 log = logging.getLogger("controller")
@@ -71,6 +72,21 @@ class DispatchMethodBody(BaseModel):
     dispatch_method: str
 
 
+class ControllerApp(FastAPI):
+    """FastAPI app whose streaming route is served by a bare ASGI handler (the hot path)."""
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[override]
+        if (
+            scope["type"] == "http"
+            and scope["path"] == STREAM_PATH
+            and scope["method"] == "POST"
+            and hasattr(self.state, "controller")
+        ):
+            await serve_stream(receive, send, self.state.controller.generate_stream)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: ControllerSettings, *, registry: Registry | None = None) -> FastAPI:
     """The controller's FastAPI app; `registry` lets tests inject one with a fake clock."""
 
@@ -97,7 +113,7 @@ def create_app(settings: ControllerSettings, *, registry: Registry | None = None
             await asyncio.gather(*tasks, return_exceptions=True)
             await session.close()
 
-    app = FastAPI(
+    app = ControllerApp(
         title="Vision chat controller",
         description="Registers model workers, lists their models, dispatches and proxies "
         "streamed answers. Wire-compatible with the LLaVA/FastChat/InternVL controllers.",
@@ -168,18 +184,12 @@ def create_app(settings: ControllerSettings, *, registry: Registry | None = None
     @app.post("/worker_generate_stream", tags=["protocol"])
     async def worker_generate_stream(request: Request) -> StreamingResponse:
         """Stream a generation from a worker of `model`: `\\0`-separated JSON frames."""
+        # Served by ControllerApp's bare ASGI handler; this route documents it and is the
+        # same behaviour should the fast path ever be bypassed.
         body = await request.body()
-        try:
-            params = json.loads(body)
-        except ValueError as exc:
-            return JSONResponse({"detail": f"body is not valid JSON: {exc}"}, status_code=422)
-        if not isinstance(params, dict):
-            return JSONResponse({"detail": "body must be a JSON object"}, status_code=422)
-        model = params.get("model")
-        if not isinstance(model, str) or not model:
-            return JSONResponse(
-                {"detail": "model: a non-empty model name is required"}, status_code=422
-            )
+        model, problem = parse_stream_request(body)
+        if problem is not None or model is None:
+            return JSONResponse({"detail": problem}, status_code=422)
         return StreamingResponse(ctl(request).generate_stream(model, body))
 
     @app.post("/worker_get_status", tags=["protocol"])

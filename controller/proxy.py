@@ -1,7 +1,9 @@
 """The streaming proxy: forward a worker's frames to the client, failing over before the first.
 
 Frames are forwarded as they arrive, cut at frame boundaries so that an error frame appended
-after a failure never lands inside a half-sent frame.
+after a failure never lands inside a half-sent frame. This is the controller's hot path: one
+generator level per stream and no per-frame timer objects (an idle watchdog re-arms itself once
+per idle period instead).
 """
 
 from __future__ import annotations
@@ -26,8 +28,33 @@ class ProxyTimeouts:
     idle_s: float
 
 
-class _FailedBeforeFirstFrame(Exception):
-    """The worker gave nothing usable: another worker may take the request."""
+class _IdleTimeout(Exception):
+    """Raised into a stream reader by the watchdog when a worker stops sending."""
+
+
+class _IdleWatchdog:
+    """Fails a stream reader when nothing arrived for `idle_s`; `touch()` costs one clock read."""
+
+    __slots__ = ("_content", "_handle", "_idle_s", "_loop", "last_activity")
+
+    def __init__(self, content: aiohttp.StreamReader, idle_s: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._content = content
+        self._idle_s = idle_s
+        self.last_activity = self._loop.time()
+        self._handle = self._loop.call_at(self.last_activity + idle_s, self._check)
+
+    def touch(self) -> None:
+        self.last_activity = self._loop.time()
+
+    def _check(self) -> None:
+        if self._loop.time() - self.last_activity >= self._idle_s:
+            self._content.set_exception(_IdleTimeout())
+        else:
+            self._handle = self._loop.call_at(self.last_activity + self._idle_s, self._check)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 class StreamProxy:
@@ -55,6 +82,7 @@ class StreamProxy:
     async def stream(self, model: str, body: bytes) -> AsyncIterator[bytes]:
         """The bytes to send to the client: the worker's frames, or exactly one error frame."""
         self.stats.record_request()
+        timeouts = self.timeouts
         tried: list[str] = []
         failures: list[str] = []
         while len(tried) < self.max_attempts:
@@ -64,13 +92,70 @@ class StreamProxy:
             if address is None:
                 break
             tried.append(address)
+            response: aiohttp.ClientResponse | None = None
             try:
-                async for chunk in self._relay(address, body):
-                    yield chunk
+                # Until the first frame the request may move to another worker.
+                try:
+                    async with asyncio.timeout(timeouts.first_frame_s):
+                        response = await self.session.post(
+                            f"{address}/worker_generate_stream", data=body,
+                            headers=_JSON_HEADERS, timeout=self._client_timeout,
+                            allow_redirects=False,
+                        )
+                        if response.status != 200:
+                            detail = await response.content.read(300)
+                            failures.append(
+                                f"worker {address} answered HTTP {response.status}: "
+                                f"{detail.decode(errors='replace')}"
+                            )
+                            continue
+                        complete, pending, eof = await _read_frames(response.content, b"")
+                except TimeoutError:
+                    failures.append(
+                        f"worker {address} sent no frame within {timeouts.first_frame_s:g} s"
+                    )
+                    continue
+                except aiohttp.ClientError as exc:
+                    failures.append(f"worker {address} failed: {exc}")
+                    continue
+                if not complete and not pending.strip():
+                    failures.append(f"worker {address} closed the stream without a frame")
+                    continue
+                if complete:
+                    yield complete
+                # From here on the answer belongs to this worker: no failover any more.
+                watchdog = _IdleWatchdog(response.content, timeouts.idle_s)
+                try:
+                    while not eof:
+                        watchdog.touch()
+                        try:
+                            complete, pending, eof = await _read_frames(response.content, pending)
+                        except _IdleTimeout:
+                            self.stats.record_error()
+                            yield error_frame(
+                                f"worker {address} stopped sending for {timeouts.idle_s:g} s "
+                                "in the middle of the answer", WORKER_FAILED,
+                            )
+                            return
+                        except aiohttp.ClientError as exc:
+                            self.stats.record_error()
+                            yield error_frame(
+                                f"worker {address} failed in the middle of the answer: {exc}",
+                                WORKER_FAILED,
+                            )
+                            return
+                        if complete:
+                            yield complete
+                finally:
+                    watchdog.cancel()
+                if pending.strip():
+                    yield pending + FRAME_SEPARATOR  # a last frame sent without its separator
                 return
-            except _FailedBeforeFirstFrame as failure:
-                failures.append(str(failure))
             finally:
+                if response is not None:
+                    # Closing (not releasing) drops the connection, so a worker still
+                    # generating for a client that went away sees it and stops.
+                    response.close()
                 self.registry.stream_ended(address)
         self.stats.record_error()
         if not tried:
@@ -80,82 +165,15 @@ class StreamProxy:
                 f"model {model!r}: no worker answered ({'; '.join(failures)})", WORKER_FAILED
             )
 
-    async def _relay(self, address: str, body: bytes) -> AsyncIterator[bytes]:
-        url = f"{address}/worker_generate_stream"
-        timeouts = self.timeouts
-        response: aiohttp.ClientResponse | None = None
-        try:
-            try:
-                async with asyncio.timeout(timeouts.first_frame_s):
-                    response = await self.session.post(
-                        url, data=body, headers=_JSON_HEADERS,
-                        timeout=self._client_timeout, allow_redirects=False,
-                    )
-                    if response.status != 200:
-                        detail = (await response.content.read(300)).decode(errors="replace")
-                        raise _FailedBeforeFirstFrame(
-                            f"worker {address} answered HTTP {response.status}: {detail}"
-                        )
-                    first = await self._read_frames(response, b"")
-            except TimeoutError:
-                raise _FailedBeforeFirstFrame(
-                    f"worker {address} sent no frame within {timeouts.first_frame_s:g} s"
-                ) from None
-            except aiohttp.ClientError as exc:
-                raise _FailedBeforeFirstFrame(f"worker {address} failed: {exc}") from None
-            complete, pending, eof = first
-            if not complete:
-                if eof and pending.strip():
-                    yield pending + FRAME_SEPARATOR  # one frame without its separator
-                    return
-                raise _FailedBeforeFirstFrame(f"worker {address} closed the stream without a frame")
-            yield complete
-            if eof:
-                return
-            # After the first frame the answer belongs to this worker: no failover any more.
-            while True:
-                try:
-                    async with asyncio.timeout(timeouts.idle_s):
-                        frames = await self._read_frames(response, pending)
-                except TimeoutError:
-                    self.stats.record_error()
-                    yield error_frame(
-                        f"worker {address} stopped sending for {timeouts.idle_s:g} s "
-                        "in the middle of the answer", WORKER_FAILED,
-                    )
-                    return
-                except aiohttp.ClientError as exc:
-                    self.stats.record_error()
-                    yield error_frame(
-                        f"worker {address} failed in the middle of the answer: {exc}",
-                        WORKER_FAILED,
-                    )
-                    return
-                complete, pending, eof = frames
-                if complete:
-                    yield complete
-                if eof:
-                    if pending.strip():
-                        # The last frame had no separator; pass it on whole.
-                        yield pending + FRAME_SEPARATOR
-                    return
-        finally:
-            if response is not None:
-                # Closing (not releasing) drops the connection, so a worker still generating
-                # for a client that went away sees the disconnect and stops.
-                response.close()
 
-    @staticmethod
-    async def _read_frames(
-        response: aiohttp.ClientResponse, pending: bytes
-    ) -> tuple[bytes, bytes, bool]:
-        """Read until a whole frame is buffered or the stream ends: (frames, rest, at_eof)."""
-        while True:
-            chunk = await response.content.readany()
-            if not chunk:
-                return b"", pending, True
-            data = pending + chunk if pending else chunk
-            cut = data.rfind(FRAME_SEPARATOR)
-            if cut >= 0:
-                return data[: cut + 1], data[cut + 1 :], False
-            pending = data
+async def _read_frames(content: aiohttp.StreamReader, pending: bytes) -> tuple[bytes, bytes, bool]:
+    """Read until a whole frame is buffered or the stream ends: (frames, rest, at_eof)."""
+    while True:
+        chunk = await content.readany()
+        if not chunk:
+            return b"", pending, True
+        data = pending + chunk if pending else chunk
+        cut = data.rfind(FRAME_SEPARATOR)
+        if cut >= 0:
+            return data[: cut + 1], data[cut + 1 :], False
+        pending = data
