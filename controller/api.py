@@ -19,6 +19,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.errors import ControllerError
+from controller.openai_compat import (
+    CompletionShaper,
+    OpenAIRequestError,
+    model_not_found,
+    models_list,
+    parse_chat_request,
+)
 from controller.registry import Registry, WorkerStatus
 from controller.service import Controller
 from controller.settings import ControllerSettings
@@ -131,6 +138,10 @@ def create_app(settings: ControllerSettings, *, registry: Registry | None = None
     async def controller_error(_: Request, exc: ControllerError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
 
+    @app.exception_handler(OpenAIRequestError)
+    async def openai_error(_: Request, exc: OpenAIRequestError) -> JSONResponse:
+        return JSONResponse(exc.to_json(), status_code=exc.status_code)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
@@ -228,5 +239,35 @@ def create_app(settings: ControllerSettings, *, registry: Registry | None = None
     async def stats(request: Request) -> dict[str, Any]:
         """Requests, errors, in-flight and queue lengths per interval, last 15 minutes."""
         return ctl(request).stats_view()
+
+    # -- OpenAI-compatible API -----------------------------------------------------------------
+
+    @app.get("/v1/models", tags=["openai"])
+    async def openai_models(request: Request) -> dict[str, Any]:
+        """The live models, in list order, as OpenAI's model list."""
+        return models_list(ctl(request).list_models())
+
+    @app.post(
+        "/v1/chat/completions",
+        tags=["openai"],
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"type": "object", "required": ["model", "messages"]}}}}},
+    )
+    async def chat_completions(request: Request) -> Any:
+        """OpenAI chat completions (text and base64 `image_url` parts), streamed or not,
+        through the same dispatch and failover as `/worker_generate_stream`."""
+        try:
+            body = json.loads(await request.body())
+        except ValueError as exc:
+            raise OpenAIRequestError(f"the body is not valid JSON: {exc}") from None
+        chat = parse_chat_request(body)
+        controller = ctl(request)
+        if chat.model not in controller.list_models():
+            raise model_not_found(chat.model)
+        frames = controller.generate_stream(chat.model, json.dumps(chat.worker_params).encode())
+        shaper = CompletionShaper(chat.model)
+        if chat.stream:
+            return StreamingResponse(shaper.sse(frames), media_type="text/event-stream")
+        return await shaper.complete(frames)
 
     return app
