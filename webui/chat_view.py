@@ -59,11 +59,16 @@ def _regenerate() -> None:
         messages.pop()
 
 
-@st.fragment(run_every=2.0)
+@st.fragment(run_every=1.0)
 def _wait_for_models(controller_url: str) -> None:
     """Poll while no model is served; rerun the page when the first one appears."""
-    models, _ = fetch_models(controller_url)
-    if models:
+    # Uncached: the cache would add up to its TTL to the wait for the first model.
+    try:
+        ready = bool(ControllerClient(controller_url, timeout_s=2.0).list_models())
+    except ControllerError:
+        ready = False
+    if ready:
+        fetch_models.clear()
         st.rerun()
 
 
@@ -71,6 +76,10 @@ def _sidebar(models: list[ModelInfo]) -> tuple[ModelInfo | None, str, dict[str, 
     lg = lang()
     with st.sidebar:
         names = [m.name for m in models]
+        # The picker keeps its value across reruns by key, even when the options change; a
+        # model that went away (or none while the list was empty) must not stay selected.
+        if names and st.session_state.get("chat_model") not in names:
+            st.session_state.chat_model = names[0]
         name = st.selectbox(t("model", lg), names, key="chat_model",
                             placeholder=t("no_models", lg))
         model = next((m for m in models if m.name == name), None)

@@ -51,6 +51,16 @@ def test_empty_model_list_explains_how_to_start_a_worker(chat: AppTest, controll
     assert chat.chat_input[0].disabled
 
 
+def test_first_model_is_picked_when_a_worker_arrives(chat: AppTest, start_worker) -> None:
+    chat.run()
+    assert chat.selectbox(key="chat_model").value is None
+    start_worker()
+    chat_view.fetch_models.clear()
+    chat.run()
+    assert chat.selectbox(key="chat_model").value == "simulated-chat"
+    assert not chat.chat_input[0].disabled
+
+
 def test_chat_turn_streams_answer_and_logs_it(
     chat: AppTest, start_worker, app_env: Path
 ) -> None:
