@@ -259,6 +259,6 @@ def render() -> None:
         left, right, _ = st.columns([1, 1, 3])
         left.button(t("regenerate", lg), icon=":material/refresh:", on_click=_regenerate,
                     disabled=model is None or messages[-1].role != "assistant",
-                    use_container_width=True)
+                    width="stretch")
         right.button(t("clear", lg), icon=":material/delete:", on_click=_clear,
-                     use_container_width=True)
+                     width="stretch")

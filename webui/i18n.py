@@ -58,6 +58,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "answer_error": ("The answer failed: {error}", "回答失败：{error}"),
     "boxes_caption": ("Detected: {labels}", "检测结果：{labels}"),
     # admin
+    "controller": ("Controller: {url}", "控制器：{url}"),
     "admin_title": ("Workers and traffic", "Worker 与流量"),
     "password": ("Admin password", "管理员密码"),
     "password_wrong": ("Wrong password.", "密码错误。"),
@@ -84,9 +85,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "rate_chart": ("Requests per minute (last 15 min)", "每分钟请求数（最近 15 分钟）"),
     "no_stats": ("No traffic recorded yet.", "暂无流量记录。"),
     "late_legend": (
-        "Late workers (no heartbeat for half the expiry) are highlighted.",
-        "心跳超时过半的 worker 以高亮显示。",
+        "🟠 late: no heartbeat for half the expiry; 🔴 expired: about to be removed. "
+        "They are listed first.",
+        "🟠 延迟：超过一半过期时间未收到心跳；🔴 过期：即将移除。它们排在最前。",
     ),
+    "late_workers": ("{n} late workers: {addresses}", "{n} 个 worker 心跳延迟：{addresses}"),
     "updated": ("Updated {time}, every {seconds:g} s", "更新于 {time}，每 {seconds:g} 秒刷新"),
     "col_address": ("Address", "地址"),
     "col_models": ("Models", "模型"),

@@ -60,9 +60,12 @@ def png_bytes(width: int = 320, height: int = 200, color: str = "skyblue",
 
 @pytest.fixture
 def controller() -> Iterator[str]:
-    """A real controller on a free loopback port; yields its URL."""
+    """A real controller on a free loopback port; yields its URL.
+
+    Short expiry (late after 2 s) so tests see late workers; test workers beat every second.
+    """
     settings = ControllerSettings(
-        host="127.0.0.1", port=free_port(), heart_beat_expiration_s=30.0,
+        host="127.0.0.1", port=free_port(), heart_beat_expiration_s=4.0,
         sweep_interval_s=0.5, stats_interval_s=1.0,
     )
     server = BackgroundServer(
@@ -83,6 +86,7 @@ def start_worker(controller: str) -> Iterator[Callable[..., str]]:
         settings = WorkerSettings(
             host="127.0.0.1", port=port, worker_address=address, controller_address=controller,
             backend="simulated", multimodal=multimodal, no_register=not register,
+            heart_beat_interval_s=1.0,
         )
         backend.setdefault("tokens_per_s", 500.0)
         backend.setdefault("time_to_first_token_s", 0.0)

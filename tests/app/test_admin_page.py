@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -38,21 +39,39 @@ def test_table_lists_workers_with_totals(admin: AppTest, controller: str, start_
     assert not admin.exception
     table = admin.dataframe[0].value
     assert set(table["Address"]) == {address, "http://127.0.0.1:9"}
-    assert set(table["Status"]) == {"healthy"}
+    assert set(table["Status"]) == {"🟢 healthy"}
     assert metric(admin, "Workers") == "2"
     assert metric(admin, "Models") == "2"
     assert metric(admin, "Total queue") == "3"
 
 
-def test_late_workers_are_highlighted() -> None:
+def test_late_workers_are_marked_and_listed_first() -> None:
     snapshot = admin_view.Snapshot(workers=[
         {"address": "http://a:1", "status": "healthy"},
         {"address": "http://b:1", "status": "late"},
+        {"address": "http://c:1", "status": "expired"},
     ])
     table = admin_view.worker_table(snapshot, "en")
-    styles = [admin_view._highlight_late(row, "Status") for _, row in table.iterrows()]
-    assert set(styles[0]) == {""}
-    assert all("background-color" in style for style in styles[1])
+    assert list(table["Status"]) == ["🔴 expired", "🟠 late", "🟢 healthy"]
+    assert admin_view.late_workers(snapshot) == ["http://b:1", "http://c:1"]
+
+
+def test_late_worker_warning_on_page(admin: AppTest, controller: str, start_worker) -> None:
+    start_worker()
+    admin.run()
+    assert not admin.warning
+    # A worker that registered with heartbeats and then fell silent.
+    requests.post(f"{controller}/register_worker", json={
+        "worker_name": "http://127.0.0.1:9", "check_heart_beat": True,
+        "worker_status": {"model_names": ["m"], "speed": 1, "queue_length": 0},
+    }, timeout=5).raise_for_status()
+    wait_until(lambda: any(w["status"] == "late" for w in
+                           requests.get(f"{controller}/workers", timeout=5).json()["workers"]),
+               timeout_s=30)
+    admin_view.poll.clear()
+    admin.run()
+    assert "1 late workers: http://127.0.0.1:9" in admin.warning[0].value
+    assert admin.dataframe[0].value["Status"][0] == "🟠 late"
 
 
 def test_register_worker_by_address(admin: AppTest, controller: str, start_worker) -> None:
@@ -118,3 +137,21 @@ def test_unreachable_controller_is_an_error_not_a_traceback(
     admin.run()
     assert not admin.exception
     assert "cannot reach the controller" in admin.error[0].value
+
+
+def test_charts_show_traffic_from_controller_stats(
+    admin: AppTest, controller: str, start_worker
+) -> None:
+    start_worker()
+    admin.run()
+    assert [c.value for c in admin.caption if c.value == "No traffic recorded yet."]
+    with requests.post(f"{controller}/worker_generate_stream", stream=True, timeout=30, json={
+        "model": "simulated-chat", "prompt": [{"role": "user", "content": "hi"}],
+    }) as resp:
+        resp.content  # noqa: B018 - read the whole stream
+    wait_until(lambda: requests.get(f"{controller}/stats", timeout=5).json()["totals"]["requests"])
+    time.sleep(1.2)  # one stats interval, so the point with the request is closed
+    admin_view.poll.clear()
+    admin.run()
+    assert not admin.exception
+    assert len(admin.get("vega_lite_chart")) == 2
