@@ -171,6 +171,7 @@ def create_app(settings: WorkerSettings, backend: Backend) -> FastAPI:
                 heart_beat_interval_s=settings.heart_beat_interval_s,
                 retry_max_s=settings.register_retry_max_s,
                 timeout_s=settings.controller_timeout_s,
+                token=settings.controller_token,
             )
             app.state.registrar = registrar
             registration = asyncio.create_task(registrar.run(), name="worker-registration")

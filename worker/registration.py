@@ -27,6 +27,7 @@ class Registrar:
         retry_max_s: float = 10.0,
         timeout_s: float = 5.0,
         first_retry_s: float = FIRST_RETRY_S,
+        token: str | None = None,
     ) -> None:
         self._controller = controller_address.rstrip("/")
         self._worker = worker_address
@@ -35,12 +36,13 @@ class Registrar:
         self._retry_max_s = retry_max_s
         self._first_retry_s = min(first_retry_s, retry_max_s)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.registrations = 0
         self.heart_beats = 0
 
     async def run(self) -> None:
         """Register, then heartbeat; on `exist: false` or an unreachable controller, start over."""
-        async with aiohttp.ClientSession(timeout=self._timeout) as session:
+        async with aiohttp.ClientSession(timeout=self._timeout, headers=self._headers) as session:
             while True:
                 await self._register_with_backoff(session)
                 await self._heart_beat_until_lost(session)
@@ -107,5 +109,11 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
     if isinstance(exc, aiohttp.ClientResponseError):
-        return f"HTTP {exc.status}: {exc.message}"
+        hint = ""
+        if exc.status in (401, 403):
+            hint = (
+                "; set --controller-token (WORKER_CONTROLLER_TOKEN) to the controller's "
+                "worker token"
+            )
+        return f"HTTP {exc.status}: {exc.message}{hint}"
     return str(exc) or type(exc).__name__

@@ -52,6 +52,9 @@ class WorkerSettings:
         10.0, "longest wait between registration attempts while the controller is unreachable"
     )
     controller_timeout_s: float = _opt(5.0, "timeout of each call to the controller")
+    controller_token: str | None = _opt(
+        None, "bearer token the controller requires from workers (its CONTROLLER_WORKER_TOKEN)"
+    )
     log_level: str = _opt("info", "log level of the worker and uvicorn")
     context_size: int = _opt(
         4096, "llama-cpp context window in tokens (0 = the model's trained size)", "llama-cpp"
@@ -162,7 +165,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
             except SettingsError as exc:
                 parser.error(str(exc))
         flag = "--" + spec.name.replace("_", "-")
-        help_text = f"{spec.metadata['help']} [env {var}; default {default}]"
+        # Never echo a secret into --help output or logs.
+        shown = ("set" if default else "unset") if spec.name.endswith("_token") else default
+        help_text = f"{spec.metadata['help']} [env {var}; default {shown}]"
         if kind is bool:
             groups[group_name].add_argument(
                 flag, action="store_true", default=default, help=help_text

@@ -35,12 +35,12 @@ def start_worker() -> Iterator[Callable[..., BackgroundServer]]:
 
 
 @pytest.fixture
-def start_fake_controller() -> Iterator[Callable[[int], tuple[FakeController, BackgroundServer]]]:
+def start_fake_controller() -> Iterator[Callable[..., tuple[FakeController, BackgroundServer]]]:
     """Start recording controllers on given ports; all are stopped after the test."""
     servers: list[BackgroundServer] = []
 
-    def start(port: int) -> tuple[FakeController, BackgroundServer]:
-        controller = FakeController()
+    def start(port: int, **options: Any) -> tuple[FakeController, BackgroundServer]:
+        controller = FakeController(**options)
         server = BackgroundServer(controller.app, "127.0.0.1", port, thread_name="fake-controller")
         servers.append(server.start())
         return controller, server

@@ -110,3 +110,29 @@ def test_heartbeats_report_the_current_queue_length(start_worker, start_fake_con
     finally:
         response.close()
         session.close()
+
+
+def test_worker_sends_its_controller_token(start_worker, start_fake_controller):
+    controller_port = free_port()
+    controller, _ = start_fake_controller(controller_port, required_token="s3cret")
+    start_worker(
+        no_register=False, controller_address=f"http://127.0.0.1:{controller_port}",
+        controller_token="s3cret", **FAST_BEATS,
+    )
+
+    controller.wait_for(lambda c: len(c.registrations) == 1 and len(c.heart_beats) >= 1)
+    assert controller.rejected == 0
+
+
+def test_worker_without_the_token_keeps_retrying_and_keeps_serving(
+    start_worker, start_fake_controller
+):
+    controller_port = free_port()
+    controller, _ = start_fake_controller(controller_port, required_token="s3cret")
+    worker = start_worker(
+        no_register=False, controller_address=f"http://127.0.0.1:{controller_port}", **FAST_BEATS
+    )
+
+    controller.wait_for(lambda c: c.rejected >= 2)
+    assert controller.registrations == []
+    assert get_status(worker.url)["queue_length"] == 0

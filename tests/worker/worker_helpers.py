@@ -11,6 +11,7 @@ from typing import Any
 
 import requests
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from PIL import Image
 
 from protocol.frames import iter_frames
@@ -81,7 +82,9 @@ def worker_settings(**overrides: Any) -> WorkerSettings:
 class FakeController:
     """A minimal controller that records registrations and heartbeats (a real HTTP peer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, required_token: str | None = None) -> None:
+        self.required_token = required_token
+        self.rejected = 0
         self.registrations: list[dict[str, Any]] = []
         self.heart_beats: list[dict[str, Any]] = []
         self.known: set[str] = set()
@@ -89,7 +92,14 @@ class FakeController:
         self.app = FastAPI()
 
         @self.app.post("/register_worker")
-        async def register_worker(request: Request) -> dict[str, Any]:
+        async def register_worker(request: Request) -> Any:
+            if self.required_token and (
+                request.headers.get("authorization") != f"Bearer {self.required_token}"
+            ):
+                with self._changed:
+                    self.rejected += 1
+                    self._changed.notify_all()
+                return JSONResponse({"detail": "worker token required"}, status_code=401)
             body = await request.json()
             with self._changed:
                 self.registrations.append(body)
