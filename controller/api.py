@@ -13,12 +13,12 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.errors import ControllerError
+from controller.errors import ControllerError, PayloadTooLarge
 from controller.openai_compat import (
     CompletionShaper,
     OpenAIRequestError,
@@ -29,7 +29,7 @@ from controller.openai_compat import (
 from controller.registry import Registry, WorkerStatus
 from controller.service import Controller
 from controller.settings import ControllerSettings
-from controller.stream_route import STREAM_PATH, parse_stream_request, serve_stream
+from controller.stream_route import STREAM_PATH, parse_stream_request, send_json, serve_stream
 from controller.worker_client import new_session
 
 log = logging.getLogger("controller")
@@ -80,18 +80,72 @@ class DispatchMethodBody(BaseModel):
 
 
 class ControllerApp(FastAPI):
-    """FastAPI app whose streaming route is served by a bare ASGI handler (the hot path)."""
+    """FastAPI app with three things in front of the framework, all cheap per request:
+    the body size cap, request counting for /metrics, and the streaming route as a bare
+    ASGI handler (the hot path)."""
+
+    controller: Controller | None = None
+    max_body_bytes: int = 0
+    known_paths: frozenset[str] = frozenset()
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[override]
-        if (
-            scope["type"] == "http"
-            and scope["path"] == STREAM_PATH
-            and scope["method"] == "POST"
-            and hasattr(self.state, "controller")
-        ):
-            await serve_stream(receive, send, self.state.controller.generate_stream)
+        controller = self.controller
+        if scope["type"] != "http" or controller is None:
+            await super().__call__(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        path = scope["path"]
+        label = path if path in self.known_paths else "other"
+        requests = controller.metrics.requests
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            requests[label, 413] += 1
+            await send_json(send, 413, {"detail": _too_large(declared, self.max_body_bytes)})
+            return
+        is_stream = path == STREAM_PATH and scope["method"] == "POST"
+        if declared is None:
+            receive = _capped(receive, self.max_body_bytes, for_framework=not is_stream)
+        if is_stream:
+            status = await serve_stream(receive, send, controller)
+            requests[label, status] += 1
+            return
+
+        async def counting_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                requests[label, message["status"]] += 1
+            await send(message)
+
+        await super().__call__(scope, receive, counting_send)
+
+
+def _content_length(scope: dict[str, Any]) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _too_large(size: int | str, limit: int) -> str:
+    return f"request body is {size} bytes; the limit is {limit} (CONTROLLER_MAX_BODY_BYTES)"
+
+
+def _capped(receive: Any, limit: int, for_framework: bool) -> Any:
+    """A receive that fails with 413 once a chunked body passes `limit` bytes."""
+    seen = 0
+
+    async def capped_receive() -> dict[str, Any]:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            detail = _too_large(f"more than {limit}", limit)
+            # FastAPI turns any other exception raised while reading a body into a 400.
+            raise HTTPException(413, detail) if for_framework else PayloadTooLarge(detail)
+        return message
+
+    return capped_receive
 
 
 def create_app(settings: ControllerSettings, *, registry: Registry | None = None) -> FastAPI:
@@ -102,6 +156,12 @@ def create_app(settings: ControllerSettings, *, registry: Registry | None = None
         session = new_session()
         controller = Controller(settings, session, registry)
         app.state.controller = controller
+        app.controller = controller
+        if controller.tokens.registration_open:
+            log.warning(
+                "worker registration is open: anyone who can reach this controller can "
+                "register a worker (set CONTROLLER_WORKER_TOKEN to require a token)"
+            )
         tasks = [
             asyncio.create_task(controller.sweep_forever(), name="sweep"),
             asyncio.create_task(controller.record_stats_forever(), name="stats"),
@@ -115,6 +175,7 @@ def create_app(settings: ControllerSettings, *, registry: Registry | None = None
         try:
             yield
         finally:
+            app.controller = None
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -167,19 +228,23 @@ def create_app(settings: ControllerSettings, *, registry: Registry | None = None
         """Register a worker (or update it); asks the worker for its status if none is given."""
         status = body.worker_status.to_status() if body.worker_status else None
         address = await ctl(request).register_worker(
-            body.worker_name, body.check_heart_beat, status, body.multimodal
+            body.worker_name, body.check_heart_beat, status, body.multimodal,
+            authorization=request.headers.get("authorization"),
+            client_host=request.client.host if request.client else None,
         )
         return {"registered": True, "worker_name": address}
 
     @app.post("/receive_heart_beat", tags=["protocol"])
     async def receive_heart_beat(body: HeartBeatBody, request: Request) -> dict[str, bool]:
         """Record a heartbeat; `exist: false` asks the worker to register again."""
-        return {"exist": ctl(request).receive_heart_beat(body.worker_name, body.queue_length)}
+        return {"exist": ctl(request).receive_heart_beat(
+            body.worker_name, body.queue_length, request.headers.get("authorization")
+        )}
 
     @app.post("/refresh_all_workers", tags=["protocol"])
     async def refresh_all_workers(request: Request) -> dict[str, Any]:
         """Ask every worker for its status concurrently; drop the ones that fail."""
-        removed = await ctl(request).refresh_all_workers()
+        removed = await ctl(request).refresh_all_workers(request.headers.get("authorization"))
         return {"workers": len(ctl(request).registry), "removed": removed}
 
     @app.post("/list_models", tags=["protocol"])
@@ -198,9 +263,11 @@ def create_app(settings: ControllerSettings, *, registry: Registry | None = None
         # Served by ControllerApp's bare ASGI handler; this route documents it and is the
         # same behaviour should the fast path ever be bypassed.
         body = await request.body()
-        model, problem = parse_stream_request(body)
-        if problem is not None or model is None:
-            return JSONResponse({"detail": problem}, status_code=422)
+        try:
+            params, model = parse_stream_request(body)
+        except ValueError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        ctl(request).check_prompt(params)
         return StreamingResponse(ctl(request).generate_stream(model, body))
 
     @app.post("/worker_get_status", tags=["protocol"])
@@ -228,17 +295,30 @@ def create_app(settings: ControllerSettings, *, registry: Registry | None = None
     @app.post("/remove_worker", tags=["operations"])
     async def remove_worker(body: WorkerNameBody, request: Request) -> dict[str, bool]:
         """Forget a worker now."""
-        return {"removed": ctl(request).remove_worker(body.worker_name)}
+        return {"removed": ctl(request).remove_worker(
+            body.worker_name, request.headers.get("authorization")
+        )}
 
     @app.post("/set_dispatch_method", tags=["operations"])
     async def set_dispatch_method(body: DispatchMethodBody, request: Request) -> dict[str, str]:
         """Switch the dispatch policy at run time."""
-        return {"dispatch_method": ctl(request).set_dispatch_method(body.dispatch_method)}
+        return {"dispatch_method": ctl(request).set_dispatch_method(
+            body.dispatch_method, request.headers.get("authorization")
+        )}
 
     @app.get("/stats", tags=["operations"])
     async def stats(request: Request) -> dict[str, Any]:
         """Requests, errors, in-flight and queue lengths per interval, last 15 minutes."""
         return ctl(request).stats_view()
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def metrics(request: Request) -> PlainTextResponse:
+        """Prometheus metrics: requests, errors, dispatches, in-flight, latencies, breakers."""
+        controller = ctl(request)
+        return PlainTextResponse(
+            controller.metrics.exposition(controller.registry),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+        )
 
     # -- OpenAI-compatible API -----------------------------------------------------------------
 
@@ -264,10 +344,16 @@ def create_app(settings: ControllerSettings, *, registry: Registry | None = None
         controller = ctl(request)
         if chat.model not in controller.list_models():
             raise model_not_found(chat.model)
+        try:
+            controller.check_prompt(chat.worker_params)
+        except ControllerError as exc:
+            raise OpenAIRequestError(str(exc), "messages", exc.status_code) from None
         frames = controller.generate_stream(chat.model, json.dumps(chat.worker_params).encode())
         shaper = CompletionShaper(chat.model)
         if chat.stream:
             return StreamingResponse(shaper.sse(frames), media_type="text/event-stream")
         return await shaper.complete(frames)
 
+    app.max_body_bytes = settings.max_body_bytes
+    app.known_paths = frozenset(route.path for route in app.routes)
     return app

@@ -15,6 +15,12 @@ class InvalidWorkerAddress(ControllerError):
     status_code = 422
 
 
+class AddressNotAllowed(ControllerError):
+    """A worker address or registering client outside the configured allowlist."""
+
+    status_code = 403
+
+
 class InvalidWorkerStatus(ControllerError):
     """A worker status with missing or impossible values (speed <= 0, negative queue...)."""
 
@@ -45,5 +51,17 @@ class NoWorkerForModel(ControllerError):
 
 class UnknownDispatchMethod(ControllerError):
     """A dispatch method name that is not implemented."""
+
+    status_code = 422
+
+
+class PayloadTooLarge(ControllerError):
+    """A request body over the configured size limit."""
+
+    status_code = 413
+
+
+class InvalidPrompt(ControllerError):
+    """A generation request over a prompt limit (messages, text, images, pixels)."""
 
     status_code = 422

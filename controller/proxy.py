@@ -9,14 +9,17 @@ per idle period instead).
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import aiohttp
 
+from controller.metrics import ControllerMetrics
 from controller.registry import Registry
 from controller.stats import ActivityStats
-from protocol.frames import FRAME_SEPARATOR, NO_WORKER, WORKER_FAILED, error_frame
+from protocol.frames import BAD_REQUEST, FRAME_SEPARATOR, NO_WORKER, WORKER_FAILED, error_frame
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -68,7 +71,9 @@ class StreamProxy:
         max_attempts: int,
         dispatch_method: Callable[[], str],
         stats: ActivityStats,
+        metrics: ControllerMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or ControllerMetrics()
         self.registry = registry
         self.session = session
         self.timeouts = timeouts
@@ -81,20 +86,33 @@ class StreamProxy:
 
     async def stream(self, model: str, body: bytes) -> AsyncIterator[bytes]:
         """The bytes to send to the client: the worker's frames, or exactly one error frame."""
+        started = time.perf_counter()
         self.stats.record_request()
+        try:
+            async for chunk in self._stream(model, body, started):
+                yield chunk
+        finally:
+            self.metrics.stream_duration_s.observe(time.perf_counter() - started)
+
+    def _fail(self, code: int, message: str) -> bytes:
+        self.stats.record_error()
+        self.metrics.stream_errors[code] += 1
+        return error_frame(message, code)
+
+    async def _stream(self, model: str, body: bytes, started: float) -> AsyncIterator[bytes]:
         timeouts = self.timeouts
+        registry = self.registry
         tried: list[str] = []
         failures: list[str] = []
         while len(tried) < self.max_attempts:
-            address = self.registry.dispatch(
-                model, self.dispatch_method(), exclude=tried, stream=True
-            )
+            address = registry.dispatch(model, self.dispatch_method(), exclude=tried, stream=True)
             if address is None:
                 break
             tried.append(address)
             response: aiohttp.ClientResponse | None = None
             try:
                 # Until the first frame the request may move to another worker.
+                failure = None
                 try:
                     async with asyncio.timeout(timeouts.first_frame_s):
                         response = await self.session.post(
@@ -104,26 +122,27 @@ class StreamProxy:
                         )
                         if response.status != 200:
                             detail = await response.content.read(300)
-                            failures.append(
+                            failure = (
                                 f"worker {address} answered HTTP {response.status}: "
                                 f"{detail.decode(errors='replace')}"
                             )
-                            continue
-                        complete, pending, eof = await _read_frames(response.content, b"")
+                        else:
+                            complete, pending, eof = await _read_frames(response.content, b"")
+                            if not complete and not pending.strip():
+                                failure = f"worker {address} closed the stream without a frame"
                 except TimeoutError:
-                    failures.append(
-                        f"worker {address} sent no frame within {timeouts.first_frame_s:g} s"
-                    )
-                    continue
+                    failure = f"worker {address} sent no frame within {timeouts.first_frame_s:g} s"
                 except aiohttp.ClientError as exc:
-                    failures.append(f"worker {address} failed: {exc}")
+                    failure = f"worker {address} failed: {exc}"
+                if failure is not None:
+                    failures.append(failure)
+                    registry.record_failure(address)
                     continue
-                if not complete and not pending.strip():
-                    failures.append(f"worker {address} closed the stream without a frame")
-                    continue
+                self.metrics.first_frame_s.observe(time.perf_counter() - started)
                 if complete:
                     yield complete
                 # From here on the answer belongs to this worker: no failover any more.
+                last = complete
                 watchdog = _IdleWatchdog(response.content, timeouts.idle_s)
                 try:
                     while not eof:
@@ -131,39 +150,67 @@ class StreamProxy:
                         try:
                             complete, pending, eof = await _read_frames(response.content, pending)
                         except _IdleTimeout:
-                            self.stats.record_error()
-                            yield error_frame(
+                            registry.record_failure(address)
+                            yield self._fail(WORKER_FAILED, (
                                 f"worker {address} stopped sending for {timeouts.idle_s:g} s "
-                                "in the middle of the answer", WORKER_FAILED,
-                            )
+                                "in the middle of the answer"
+                            ))
                             return
                         except aiohttp.ClientError as exc:
-                            self.stats.record_error()
-                            yield error_frame(
-                                f"worker {address} failed in the middle of the answer: {exc}",
-                                WORKER_FAILED,
-                            )
+                            registry.record_failure(address)
+                            yield self._fail(WORKER_FAILED, (
+                                f"worker {address} failed in the middle of the answer: {exc}"
+                            ))
                             return
                         if complete:
+                            last = complete
                             yield complete
                 finally:
                     watchdog.cancel()
                 if pending.strip():
-                    yield pending + FRAME_SEPARATOR  # a last frame sent without its separator
+                    last = pending + FRAME_SEPARATOR
+                    yield last  # a last frame sent without its separator
+                self._judge_last_frame(address, last)
                 return
             finally:
                 if response is not None:
                     # Closing (not releasing) drops the connection, so a worker still
                     # generating for a client that went away sees it and stops.
                     response.close()
-                self.registry.stream_ended(address)
-        self.stats.record_error()
-        if not tried:
-            yield error_frame(f"no worker serves model {model!r}", NO_WORKER)
-        else:
-            yield error_frame(
-                f"model {model!r}: no worker answered ({'; '.join(failures)})", WORKER_FAILED
+                registry.stream_ended(address)
+        if tried:
+            yield self._fail(
+                WORKER_FAILED, f"model {model!r}: no worker answered ({'; '.join(failures)})"
             )
+            return
+        wait_s = registry.cooling_down(model)
+        if wait_s is not None:
+            yield self._fail(WORKER_FAILED, (
+                f"every worker of model {model!r} failed repeatedly and is out of dispatch "
+                f"(circuit breaker); the next try is in {wait_s:.0f} s"
+            ))
+        else:
+            yield self._fail(NO_WORKER, f"no worker serves model {model!r}")
+
+    def _judge_last_frame(self, address: str, last: bytes) -> None:
+        """An answer that ends in a worker-side error frame counts as a failure of the worker."""
+        raw = last.rstrip(FRAME_SEPARATOR).rpartition(FRAME_SEPARATOR)[2]
+        try:
+            code = json.loads(raw).get("error_code", 0)
+        except (ValueError, AttributeError):
+            code = 0
+        if code and not _is_client_error(code):
+            self.metrics.stream_errors[code] += 1
+            self.registry.record_failure(address)
+        else:
+            if code:
+                self.metrics.stream_errors[code] += 1
+            self.registry.record_success(address)
+
+
+def _is_client_error(code: int) -> bool:
+    """Error codes that blame the request, not the worker (ours, and FastChat's 4xxxx)."""
+    return code == BAD_REQUEST or 40000 <= code < 50000
 
 
 async def _read_frames(content: aiohttp.StreamReader, pending: bytes) -> tuple[bytes, bytes, bool]:

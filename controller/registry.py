@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
@@ -46,6 +47,15 @@ class _WorkerRecord:
     dispatched_since_report: int = 0
     ended_since_report: int = 0
     in_flight: int = 0
+    # Circuit breaker: failures in a row; out of dispatch until `open_until`, then one probe.
+    failures: int = 0
+    open_until: float | None = None
+    probing: bool = False
+
+    def breaker_state(self, now: float) -> str:
+        if self.open_until is None:
+            return "closed"
+        return "open" if now < self.open_until else "half_open"
 
     @property
     def load(self) -> int:
@@ -70,6 +80,8 @@ class WorkerView:
     check_heart_beat: bool
     multimodal: bool
     status: str  # healthy | late | expired
+    breaker: str  # closed | open | half_open
+    consecutive_failures: int
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,10 @@ class Registry:
     heart_beat_expiration_s: float = 30.0
     clock: Clock = time.monotonic
     rng: random.Random = field(default_factory=random.Random)
+    breaker_failures: int = 3
+    breaker_cooldown_s: float = 30.0
+    # Requests dispatched per (worker, model) since start, for /metrics.
+    dispatch_counts: Counter[tuple[str, str]] = field(default_factory=Counter, init=False)
     _workers: dict[str, _WorkerRecord] = field(default_factory=dict, init=False)
     _by_model: dict[str, list[str]] = field(default_factory=dict, init=False)
     _sorted_models: list[str] = field(default_factory=list, init=False)
@@ -222,6 +238,8 @@ class Registry:
                         check_heart_beat=record.check_heart_beat,
                         multimodal=record.status.multimodal,
                         status=health,
+                        breaker=record.breaker_state(now),
+                        consecutive_failures=record.failures,
                     )
                 )
         return views
@@ -240,6 +258,8 @@ class Registry:
             record = self._workers[address]
             if address in exclude or self._is_expired(record, now):
                 continue
+            if record.open_until is not None and (now < record.open_until or record.probing):
+                continue  # cooling down, or its one probe request is still out
             result.append(Candidate(address, record.status.speed, record.load))
         return result
 
@@ -267,7 +287,44 @@ class Registry:
             record.dispatched_since_report += 1
             if stream:
                 record.in_flight += 1
+            if record.open_until is not None:
+                record.probing = True  # half-open: this request is the probe
+            self.dispatch_counts[chosen.address, model] += 1
             return chosen.address
+
+    def record_failure(self, address: str) -> None:
+        """A request to `address` failed; enough in a row open its breaker."""
+        now = self.clock()
+        with self._lock:
+            record = self._workers.get(address)
+            if record is None:
+                return
+            record.failures += 1
+            record.probing = False
+            if record.failures >= self.breaker_failures:
+                record.open_until = now + self.breaker_cooldown_s
+
+    def record_success(self, address: str) -> None:
+        """A request to `address` succeeded: its breaker closes."""
+        with self._lock:
+            record = self._workers.get(address)
+            if record is not None:
+                record.failures = 0
+                record.open_until = None
+                record.probing = False
+
+    def cooling_down(self, model: str) -> float | None:
+        """Seconds until a worker of `model` leaves its cool-down, when all of them are in one."""
+        now = self.clock()
+        with self._lock:
+            waits = [
+                self._workers[a].open_until - now
+                for a in self._by_model.get(model, ())
+                if self._workers[a].open_until is not None
+            ]
+            if not waits or len(waits) < len(self._by_model.get(model, ())):
+                return None
+            return max(0.0, min(waits))
 
     def stream_ended(self, address: str) -> None:
         """A proxied stream to `address` ended (finished, failed or cancelled)."""

@@ -10,9 +10,12 @@ from typing import Any
 
 import aiohttp
 
-from controller.addresses import normalize_worker_address
+from controller.addresses import AddressPolicy, normalize_worker_address
+from controller.auth import Role, TokenCheck
 from controller.errors import UnknownWorker, WorkerUnreachable
+from controller.metrics import ControllerMetrics
 from controller.model_order import sort_models
+from controller.prompt_limits import PromptLimits, check_generation_params
 from controller.proxy import ProxyTimeouts, StreamProxy
 from controller.registry import Clock, Registry, WorkerStatus, policy_named
 from controller.settings import ControllerSettings
@@ -32,9 +35,18 @@ class Controller:
         registry: Registry | None = None,
     ) -> None:
         self.settings = settings
-        self.registry = (
-            registry if registry is not None else Registry(settings.heart_beat_expiration_s)
+        self.registry = registry if registry is not None else Registry(
+            settings.heart_beat_expiration_s,
+            breaker_failures=settings.breaker_failures,
+            breaker_cooldown_s=settings.breaker_cooldown_s,
         )
+        self.tokens = TokenCheck(settings.worker_token, settings.admin_token)
+        self.address_policy = AddressPolicy(settings.worker_allowlist)
+        self.limits = PromptLimits(
+            settings.max_messages, settings.max_prompt_chars, settings.max_images,
+            settings.max_image_bytes, settings.max_image_pixels,
+        )
+        self.metrics = ControllerMetrics()
         self.dispatch_method = settings.dispatch_method
         self.workers = WorkerClient(session, settings.status_timeout_s)
         self.stats = ActivityStats(settings.stats_interval_s, settings.stats_window_s)
@@ -49,6 +61,7 @@ class Controller:
             settings.max_attempts,
             lambda: self.dispatch_method,
             self.stats,
+            self.metrics,
         )
 
     @property
@@ -63,9 +76,17 @@ class Controller:
         check_heart_beat: bool,
         worker_status: WorkerStatus | None,
         multimodal: bool | None = None,
+        *,
+        authorization: str | None = None,
+        client_host: str | None = None,
     ) -> str:
         """Register (or update) a worker, asking it for its status when none is given."""
+        self.tokens.require(Role.WORKER, authorization)
         address = normalize_worker_address(worker_name)
+        if not self.tokens.is_admin(authorization):
+            # An admin registering by hand may sit anywhere; a worker must be on the list.
+            self.address_policy.check_source(client_host)
+        self.address_policy.check_target(address)
         status = worker_status or await self.workers.get_status(address)
         if multimodal is not None and multimodal != status.multimodal:
             status = WorkerStatus(status.model_names, status.speed, status.queue_length, multimodal)
@@ -77,12 +98,16 @@ class Controller:
         )
         return address
 
-    def receive_heart_beat(self, worker_name: Any, queue_length: int) -> bool:
+    def receive_heart_beat(
+        self, worker_name: Any, queue_length: int, authorization: str | None = None
+    ) -> bool:
+        self.tokens.require(Role.WORKER, authorization)
         address = normalize_worker_address(worker_name)
         return self.registry.heartbeat(address, queue_length)
 
-    async def refresh_all_workers(self) -> list[str]:
+    async def refresh_all_workers(self, authorization: str | None = None) -> list[str]:
         """Ask every worker for its status at once; drop the ones that fail. Returns dropped."""
+        self.tokens.require(Role.ADMIN, authorization)
         results = await self.workers.get_statuses(self.registry.addresses())
         removed = []
         for address, result in results.items():
@@ -101,6 +126,10 @@ class Controller:
 
     def get_worker_address(self, model: str) -> str:
         return self.registry.dispatch(model, self.dispatch_method) or ""
+
+    def check_prompt(self, params: dict[str, Any]) -> None:
+        """Raise InvalidPrompt when a generation request breaks a configured limit."""
+        check_generation_params(params, self.limits)
 
     def generate_stream(self, model: str, body: bytes) -> AsyncIterator[bytes]:
         return self.proxy.stream(model, body)
@@ -121,10 +150,15 @@ class Controller:
 
     # -- additions ----------------------------------------------------------------------------
 
-    def remove_worker(self, worker_name: Any) -> bool:
+    def remove_worker(self, worker_name: Any, authorization: str | None = None) -> bool:
+        # A worker leaving sends the worker token; an admin removing one, the admin token.
+        self.tokens.require(Role.WORKER, authorization)
+        if self.tokens.admin_token is not None and self.tokens.worker_token is None:
+            self.tokens.require(Role.ADMIN, authorization)
         return self.registry.remove(normalize_worker_address(worker_name))
 
-    def set_dispatch_method(self, method: str) -> str:
+    def set_dispatch_method(self, method: str, authorization: str | None = None) -> str:
+        self.tokens.require(Role.ADMIN, authorization)
         policy_named(method)  # raises UnknownDispatchMethod with the known names
         self.dispatch_method = method
         log.info("dispatch method set to %s", method)
@@ -146,6 +180,8 @@ class Controller:
             "workers": len(self.registry),
             "models": len(self.registry.list_models()),
             "dispatch_method": self.dispatch_method,
+            "registration": "open" if self.tokens.registration_open else "token",
+            "admin": "open" if self.tokens.admin_token is None else "token",
         }
 
     def stats_view(self) -> dict[str, Any]:

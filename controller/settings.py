@@ -41,6 +41,22 @@ class ControllerSettings:
     stats_interval_s: float = 5.0
     stats_window_s: float = 900.0
     log_level: str = "info"
+    # Security (all optional; without tokens, registration is open and the log says so).
+    worker_token: str | None = None
+    admin_token: str | None = None
+    # Comma-separated networks (CIDR) and host names (exact or *.domain) workers may register
+    # from and point to; empty: any.
+    worker_allowlist: str | None = None
+    # Input limits: a request body, and the prompt of one generation request.
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_messages: int = 200
+    max_prompt_chars: int = 200_000
+    max_images: int = 16
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    # Circuit breaker: this many failures in a row take a worker out of dispatch for a while.
+    breaker_failures: int = 3
+    breaker_cooldown_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.dispatch_method not in DISPATCH_METHODS:
@@ -60,11 +76,14 @@ class ControllerSettings:
             "parent_heart_beat_interval_s",
             "stats_interval_s",
             "stats_window_s",
+            "breaker_cooldown_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be > 0, not {getattr(self, name)}")
-        if self.max_attempts < 1:
-            raise SettingsError(f"max_attempts must be >= 1, not {self.max_attempts}")
+        for name in ("max_attempts", "max_body_bytes", "max_messages", "max_prompt_chars",
+                     "max_images", "max_image_bytes", "max_image_pixels", "breaker_failures"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be >= 1, not {getattr(self, name)}")
 
     @property
     def local_url(self) -> str:
@@ -156,6 +175,51 @@ _OPTIONS = (
         "--log-level", "log_level", "CONTROLLER_LOG_LEVEL", str,
         "uvicorn log level (debug, info, warning, error)",
     ),
+    _Option(
+        "--worker-token", "worker_token", "CONTROLLER_WORKER_TOKEN", str,
+        "shared token workers must send (Authorization: Bearer) to register, beat and "
+        "leave; prefer the variable, flags show in ps",
+    ),
+    _Option(
+        "--admin-token", "admin_token", "CONTROLLER_ADMIN_TOKEN", str,
+        "token for admin operations: refresh, remove, register by hand, dispatch switch",
+    ),
+    _Option(
+        "--worker-allowlist", "worker_allowlist", "CONTROLLER_WORKER_ALLOWLIST", str,
+        "comma-separated CIDR networks and host names (*.domain) workers may use",
+    ),
+    _Option(
+        "--max-body-bytes", "max_body_bytes", "CONTROLLER_MAX_BODY_BYTES", int,
+        "largest request body accepted",
+    ),
+    _Option(
+        "--max-messages", "max_messages", "CONTROLLER_MAX_MESSAGES", int,
+        "most messages in one prompt",
+    ),
+    _Option(
+        "--max-prompt-chars", "max_prompt_chars", "CONTROLLER_MAX_PROMPT_CHARS", int,
+        "most characters of text in one prompt",
+    ),
+    _Option(
+        "--max-images", "max_images", "CONTROLLER_MAX_IMAGES", int,
+        "most images in one prompt",
+    ),
+    _Option(
+        "--max-image-bytes", "max_image_bytes", "CONTROLLER_MAX_IMAGE_BYTES", int,
+        "largest image accepted, in bytes",
+    ),
+    _Option(
+        "--max-image-pixels", "max_image_pixels", "CONTROLLER_MAX_IMAGE_PIXELS", int,
+        "largest image accepted, in pixels (decompression bombs are refused unread)",
+    ),
+    _Option(
+        "--breaker-failures", "breaker_failures", "CONTROLLER_BREAKER_FAILURES", int,
+        "failures in a row that take a worker out of dispatch",
+    ),
+    _Option(
+        "--breaker-cooldown", "breaker_cooldown_s", "CONTROLLER_BREAKER_COOLDOWN", float,
+        "seconds a failing worker stays out of dispatch before one probe request",
+    ),
 )
 
 
@@ -175,8 +239,10 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                 default = opt.type(raw)
             except ValueError:
                 parser.error(f"{opt.env}={raw!r} is not a valid {opt.type.__name__}")
+        # Never echo a secret into --help output or logs.
+        shown = ("set" if default else "unset") if opt.dest.endswith("_token") else default
         parser.add_argument(
             opt.flag, dest=opt.dest, type=opt.type, default=default,
-            help=f"{opt.help} (env {opt.env}; default {default})",
+            help=f"{opt.help} (env {opt.env}; default {shown})",
         )
     return parser

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
+
+from controller.errors import ControllerError
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -20,18 +22,23 @@ STREAM_PATH = "/worker_generate_stream"
 _STREAM_HEADERS = [(b"content-type", b"application/octet-stream")]
 
 
-def parse_stream_request(body: bytes) -> tuple[str | None, str | None]:
-    """(model, None) for a usable body, else (None, the problem in words)."""
+class StreamBackend(Protocol):
+    def check_prompt(self, params: dict[str, Any]) -> None: ...
+    def generate_stream(self, model: str, body: bytes) -> AsyncIterator[bytes]: ...
+
+
+def parse_stream_request(body: bytes) -> tuple[dict[str, Any], str]:
+    """The params and model of a usable body; ValueError naming the problem otherwise."""
     try:
         params = json.loads(body)
     except ValueError as exc:
-        return None, f"body is not valid JSON: {exc}"
+        raise ValueError(f"body is not valid JSON: {exc}") from None
     if not isinstance(params, dict):
-        return None, "body must be a JSON object"
+        raise ValueError("body must be a JSON object")
     model = params.get("model")
     if not isinstance(model, str) or not model:
-        return None, "model: a non-empty model name is required"
-    return model, None
+        raise ValueError("model: a non-empty model name is required")
+    return params, model
 
 
 async def read_body(receive: Receive) -> bytes:
@@ -55,19 +62,28 @@ async def send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def serve_stream(
-    receive: Receive, send: Send, open_stream: Callable[[str, bytes], AsyncIterator[bytes]]
-) -> None:
-    """Answer one stream request; stop the upstream as soon as the client disconnects."""
+async def serve_stream(receive: Receive, send: Send, backend: StreamBackend) -> int:
+    """Answer one stream request; stop the upstream as soon as the client disconnects.
+
+    Returns the HTTP status sent (0 when the client left before a response).
+    """
     try:
         body = await read_body(receive)
     except ConnectionResetError:
-        return
-    model, problem = parse_stream_request(body)
-    if problem is not None or model is None:
-        await send_json(send, 422, {"detail": problem})
-        return
-    frames = open_stream(model, body)
+        return 0
+    except ControllerError as exc:
+        await send_json(send, exc.status_code, {"detail": str(exc)})
+        return exc.status_code
+    try:
+        params, model = parse_stream_request(body)
+        backend.check_prompt(params)
+    except ValueError as exc:
+        await send_json(send, 422, {"detail": str(exc)})
+        return 422
+    except ControllerError as exc:
+        await send_json(send, exc.status_code, {"detail": str(exc)})
+        return exc.status_code
+    frames = backend.generate_stream(model, body)
 
     async def pump() -> None:
         try:
@@ -94,3 +110,4 @@ async def serve_stream(
         await asyncio.gather(pumping, listening, return_exceptions=True)
     if pumping.done() and not pumping.cancelled() and pumping.exception() is not None:
         raise pumping.exception()
+    return 200
