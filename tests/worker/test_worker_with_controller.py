@@ -39,3 +39,13 @@ def test_worker_comes_back_after_the_controller_restarts(start_controller, start
     wait_until(lambda: "simulated-chat" in list_models(second.url))
     frames = post_frames(second.url, chat("Back?", model="simulated-chat"))
     assert frames[-1]["error_code"] == 0
+
+
+def test_worker_registers_with_a_controller_that_requires_a_token(start_controller, start_worker):
+    controller = start_controller(worker_token="fleet-token")
+    start_worker(
+        no_register=False, controller_address=controller.url, controller_token="fleet-token",
+        **FAST_BEATS,
+    )
+
+    wait_until(lambda: "simulated-chat" in list_models(controller.url))
