@@ -26,6 +26,8 @@ from webui.images import ACCEPTED_TYPES, ChatImage, ImageRejected, load_image
 # Redraw the streamed answer at most this often: every token would flood the websocket.
 STREAM_REDRAW_S = 0.05
 MODELS_TTL_S = 2.0
+# Wide enough to read the labels, small enough to keep the conversation in view.
+BOXED_IMAGE_WIDTH_PX = 560
 
 
 def lang() -> str:
@@ -114,7 +116,8 @@ def _render_assistant(messages: list[Message], index: int) -> None:
     image = last_image_before(messages, index)
     if boxes and image is not None:
         labels = ", ".join(dict.fromkeys(b.label for b in boxes if b.label))
-        st.image(draw_boxes(image.data, boxes), caption=t("boxes_caption", lg, labels=labels))
+        st.image(draw_boxes(image.data, boxes), caption=t("boxes_caption", lg, labels=labels),
+                 width=BOXED_IMAGE_WIDTH_PX)
     if message.error:
         st.error(t("answer_error", lg, error=message.error), icon=":material/error:")
     elif message.stopped:

@@ -85,9 +85,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "rate_chart": ("Requests per minute (last 15 min)", "每分钟请求数（最近 15 分钟）"),
     "no_stats": ("No traffic recorded yet.", "暂无流量记录。"),
     "late_legend": (
-        "🟠 late: no heartbeat for half the expiry; 🔴 expired: about to be removed. "
-        "They are listed first.",
-        "🟠 延迟：超过一半过期时间未收到心跳；🔴 过期：即将移除。它们排在最前。",
+        "late: no heartbeat for half the expiry; expired: about to be removed. "
+        "Both are listed first.",
+        "late（延迟）：超过一半过期时间未收到心跳；expired（过期）：即将移除。二者排在最前。",
     ),
     "late_workers": ("{n} late workers: {addresses}", "{n} 个 worker 心跳延迟：{addresses}"),
     "updated": ("Updated {time}, every {seconds:g} s", "更新于 {time}，每 {seconds:g} 秒刷新"),

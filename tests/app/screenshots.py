@@ -96,14 +96,19 @@ def main() -> None:
         scene = Path(tmp) / "street.png"
         scene.write_bytes(street_scene(app.controller_url))
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1280})
+        page = browser.new_page(viewport={"width": 1280, "height": 1500})
         page.goto(app.url)
         wait_idle(page)
+        pick_model(page, "SmolLM2-135M-Instruct")
+        wait_idle(page)
+        send_chat(page, "In one sentence, what is a controller in a model serving system?")
+        page.get_by_test_id("stChatMessage").nth(1).wait_for()
+        wait_idle(page, timeout_ms=120_000)
         pick_model(page, "simulated-vision")
         wait_idle(page)
         send_chat(page, QUESTION, [scene])
         try:
-            page.get_by_test_id("stChatMessage").nth(1).get_by_test_id("stImage").wait_for()
+            page.get_by_test_id("stChatMessage").nth(3).get_by_test_id("stImage").wait_for()
         except Exception:
             page.screenshot(path=str(Path(tempfile.gettempdir()) / "chat-failed.png"))
             raise
