@@ -12,11 +12,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from protocol.frames import BAD_REQUEST, WORKER_FAILED, encode_frame, error_frame
-from worker.backends.base import Backend, PromptTooLong
+from worker.backends.base import AsyncBackend, Backend, GenerationFailed, PromptTooLong, is_async
 from worker.concurrency import SlotLimiter
+from worker.limits import InputLimits, check_input_limits
 from worker.params import GenerationRequest, InvalidParams, parse_generation_params
 from worker.registration import Registrar
 from worker.settings import WorkerSettings
@@ -30,9 +32,10 @@ _END = object()
 class WorkerService:
     """Admission, generation in threads and frame encoding, independent of the HTTP layer."""
 
-    def __init__(self, settings: WorkerSettings, backend: Backend) -> None:
+    def __init__(self, settings: WorkerSettings, backend: Backend | AsyncBackend) -> None:
         self.settings = settings
         self.backend = backend
+        self.limits = InputLimits.from_settings(settings)
         own_limit = backend.max_concurrency
         limit = settings.limit_model_concurrency
         # Admitting more than the backend can run would only move the queue into its lock.
@@ -44,8 +47,10 @@ class WorkerService:
         self._cancels: set[threading.Event] = set()
 
     def status(self) -> dict[str, Any]:
-        """The protocol status plus additive fields (multimodal, running, waiting)."""
+        """The protocol status plus additive fields (multimodal, running, waiting, health)."""
+        health = getattr(self.backend, "health", None)
         return {
+            **(health() if health else {}),
             "model_names": [self.backend.model_name],
             "speed": self.settings.speed,
             "queue_length": self.limiter.queue_length,
@@ -58,6 +63,8 @@ class WorkerService:
 
     def check(self, payload: Any) -> GenerationRequest:
         """Validate params against this model; raise InvalidParams naming the problem."""
+        # Limits first, on the raw JSON: nothing is decoded before its size is known to be fine.
+        check_input_limits(payload, self.limits)
         request = parse_generation_params(payload, context_size=self.backend.context_size)
         if request.image_count and not self.backend.multimodal:
             raise InvalidParams(
@@ -67,7 +74,11 @@ class WorkerService:
         return request
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[bytes]:
-        """Frames for one request; the slot is held until the generating thread has ended."""
+        """Frames for one request; the slot is held until the generation has ended."""
+        if is_async(self.backend):
+            async for frame in self._stream_on_loop(request):
+                yield frame
+            return
         await self.limiter.acquire()
         loop = asyncio.get_running_loop()
         frames: asyncio.Queue[Any] = asyncio.Queue()
@@ -89,6 +100,33 @@ class WorkerService:
             else:
                 # Client gone mid-generation: the thread stops at its next token, then frees it.
                 job.add_done_callback(lambda _: _call_soon(loop, self.limiter.release))
+
+    async def _stream_on_loop(self, request: GenerationRequest) -> AsyncIterator[bytes]:
+        """Frames from a backend that generates on the event loop (no thread needed)."""
+        backend: Any = self.backend
+        await self.limiter.acquire()
+        interval = self.settings.stream_interval
+        update = None
+        try:
+            # aclosing: a client that goes away closes the backend's iterator at once, which
+            # closes the upstream request instead of leaving it to the garbage collector.
+            async with contextlib.aclosing(backend.agenerate(request)) as updates:
+                count = 0
+                async for update in updates:
+                    count += 1
+                    if count % interval == 0:
+                        yield encode_frame(update.text)
+            yield _final_frame(update)
+        except (PromptTooLong, InvalidParams) as exc:
+            yield error_frame(f"bad request to {backend.model_name}: {exc}", BAD_REQUEST)
+        except GenerationFailed as exc:
+            yield error_frame(str(exc), exc.error_code)
+        except Exception as exc:
+            logger.exception("generation failed in %s", backend.model_name)
+            yield error_frame(f"worker failed while generating with {backend.model_name}: "
+                              f"{type(exc).__name__}: {exc}", WORKER_FAILED)
+        finally:
+            self.limiter.release()
 
     def _produce(
         self,
@@ -115,6 +153,8 @@ class WorkerService:
                 put(_final_frame(update))
         except PromptTooLong as exc:
             put(error_frame(str(exc), BAD_REQUEST))
+        except GenerationFailed as exc:
+            put(error_frame(str(exc), exc.error_code))
         except Exception as exc:
             logger.exception("generation failed in %s", self.backend.model_name)
             put(error_frame(f"worker failed while generating with {self.backend.model_name}: "
@@ -156,7 +196,33 @@ def _one_frame(frame: bytes) -> StreamingResponse:
     return StreamingResponse(body(), media_type=FRAME_MEDIA_TYPE)
 
 
-def create_app(settings: WorkerSettings, backend: Backend) -> FastAPI:
+async def _read_capped(http_request: Request, limit_bytes: int) -> bytes | None:
+    """The request body, or None once it passes `limit_bytes` (checked while reading)."""
+    declared = http_request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in http_request.stream():
+        size += len(chunk)
+        # A chunked body has no declared length: stop reading, do not buffer 1 GB first.
+        if size > limit_bytes:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(http_request: Request, limit_bytes: int) -> JSONResponse:
+    declared = http_request.headers.get("content-length")
+    size = f"{declared} bytes" if declared else f"more than {limit_bytes} bytes"
+    return JSONResponse(
+        {"detail": f"request body is {size}; the limit is {limit_bytes} bytes "
+                   "(WORKER_MAX_BODY_BYTES on the worker)"},
+        status_code=413,
+    )
+
+
+def create_app(settings: WorkerSettings, backend: Backend | AsyncBackend) -> FastAPI:
     """The worker's FastAPI app; registers with the controller while it runs (unless told not)."""
     service = WorkerService(settings, backend)
 
@@ -175,6 +241,9 @@ def create_app(settings: WorkerSettings, backend: Backend) -> FastAPI:
             )
             app.state.registrar = registrar
             registration = asyncio.create_task(registrar.run(), name="worker-registration")
+        start = getattr(backend, "start", None)
+        if start is not None:
+            await start()
         try:
             yield
         finally:
@@ -183,6 +252,9 @@ def create_app(settings: WorkerSettings, backend: Backend) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await registration
             service.close()
+            aclose = getattr(backend, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     app = FastAPI(title=f"Model worker: {backend.model_name}", lifespan=lifespan)
     app.state.service = service
@@ -194,7 +266,12 @@ def create_app(settings: WorkerSettings, backend: Backend) -> FastAPI:
     @app.post("/worker_generate_stream")
     async def worker_generate_stream(http_request: Request) -> StreamingResponse:
         # Read the body ourselves: a malformed one must become an error frame, not a 422/500.
-        raw = await http_request.body()
+        try:
+            raw = await _read_capped(http_request, settings.max_body_bytes)
+        except ClientDisconnect:
+            return _one_frame(b"")
+        if raw is None:
+            return _too_large(http_request, settings.max_body_bytes)
         try:
             payload = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

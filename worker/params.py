@@ -82,7 +82,8 @@ def parse_generation_params(payload: Any, *, context_size: int) -> GenerationReq
         temperature=temperature,
         top_p=top_p,
         # The prompt needs room too; the backend trims further once it knows the prompt length.
-        max_new_tokens=min(max_new_tokens, context_size),
+        # 0 = context unknown here (an upstream server), which then caps max_tokens itself.
+        max_new_tokens=min(max_new_tokens, context_size) if context_size else max_new_tokens,
         repetition_penalty=repetition_penalty,
         max_input_tiles=max_input_tiles,
         model=model,

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 ENV_PREFIX = "WORKER_"
-BACKENDS = ("llama-cpp", "simulated")
+BACKENDS = ("llama-cpp", "simulated", "openai")
+MIB = 1024 * 1024
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 
@@ -68,7 +69,39 @@ class WorkerSettings:
         64, "simulated backend: answer length in tokens (capped by max_new_tokens)", "simulated"
     )
     multimodal: bool = _opt(
-        False, "simulated backend: take images, describe them, answer with boxes", "simulated"
+        False,
+        "the model takes images (simulated: describe them and answer with boxes; openai: the "
+        "upstream model is a vision model, which its API does not say)",
+    )
+    api_base: str | None = _opt(
+        None, "openai backend: base URL of the OpenAI-compatible server, e.g. "
+        "http://gpu-host:23333/v1", "openai",
+    )
+    # repr=False keeps the key out of any log line that prints the settings.
+    api_key: str | None = field(default=None, repr=False, metadata={
+        "help": "openai backend: bearer key for the upstream (prefer env WORKER_API_KEY, which "
+        "other users cannot see in the process list)", "group": "openai",
+    })
+    upstream_connect_timeout_s: float = _opt(
+        5.0, "openai backend: timeout to connect to the upstream", "openai"
+    )
+    upstream_read_timeout_s: float = _opt(
+        300.0, "openai backend: longest silence from the upstream, first token included",
+        "openai",
+    )
+    health_interval_s: float = _opt(
+        10.0, "openai backend: seconds between health probes of the upstream's /models", "openai"
+    )
+    max_body_bytes: int = _opt(32 * MIB, "largest request body accepted (HTTP 413 above)",
+                               "limits")
+    max_messages: int = _opt(200, "most messages in one prompt", "limits")
+    max_prompt_chars: int = _opt(200_000, "most characters of text in one prompt", "limits")
+    max_images: int = _opt(16, "most images in one prompt", "limits")
+    max_image_bytes: int = _opt(10 * MIB, "largest image in bytes (measured before decoding)",
+                                "limits")
+    max_image_pixels: int = _opt(
+        40_000_000, "largest image in pixels (read from its header, before any decoding)",
+        "limits",
     )
 
     def __post_init__(self) -> None:
@@ -77,17 +110,25 @@ class WorkerSettings:
             problems.append(f"port must be in 1..65535, got {self.port}")
         if self.backend not in BACKENDS:
             problems.append(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        for name in ("limit_model_concurrency", "stream_interval", "speed", "answer_tokens"):
+        for name in ("limit_model_concurrency", "stream_interval", "speed", "answer_tokens",
+                     "max_body_bytes", "max_messages", "max_prompt_chars", "max_images",
+                     "max_image_bytes", "max_image_pixels"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("heart_beat_interval_s", "register_retry_max_s", "controller_timeout_s",
-                     "tokens_per_s"):
+                     "tokens_per_s", "upstream_connect_timeout_s", "upstream_read_timeout_s",
+                     "health_interval_s"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("context_size", "n_threads", "time_to_first_token_s"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("worker_address", "controller_address"):
+        if self.backend == "openai" and not self.api_base:
+            problems.append(
+                "the openai backend needs --api-base (WORKER_API_BASE), the upstream's base URL "
+                "such as http://gpu-host:23333/v1"
+            )
+        for name in ("worker_address", "controller_address", "api_base"):
             url = getattr(self, name)
             if url is not None and not _is_http_url(url):
                 problems.append(
@@ -99,6 +140,8 @@ class WorkerSettings:
             object.__setattr__(self, "worker_address", f"http://localhost:{self.port}")
         object.__setattr__(self, "worker_address", self.worker_address.rstrip("/"))
         object.__setattr__(self, "controller_address", self.controller_address.rstrip("/"))
+        if self.api_base:
+            object.__setattr__(self, "api_base", self.api_base.rstrip("/"))
 
     @classmethod
     def from_sources(
@@ -166,7 +209,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                 parser.error(str(exc))
         flag = "--" + spec.name.replace("_", "-")
         # Never echo a secret into --help output or logs.
-        shown = ("set" if default else "unset") if spec.name.endswith("_token") else default
+        secret = spec.name.endswith(("_token", "_key"))
+        shown = ("set" if default else "unset") if secret else default
         help_text = f"{spec.metadata['help']} [env {var}; default {shown}]"
         if kind is bool:
             groups[group_name].add_argument(

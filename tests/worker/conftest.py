@@ -10,7 +10,7 @@ import pytest
 from controller.server import BackgroundServer, free_port
 from tests.worker.worker_helpers import FakeController, worker_settings
 from worker.api import create_app
-from worker.backends.base import Backend
+from worker.backends.base import AsyncBackend, Backend
 from worker.backends.simulated import SimulatedBackend
 
 
@@ -19,12 +19,13 @@ def start_worker() -> Iterator[Callable[..., BackgroundServer]]:
     """Start workers on free loopback ports; all are stopped after the test."""
     servers: list[BackgroundServer] = []
 
-    def start(backend: Backend | None = None, **overrides: Any) -> BackgroundServer:
+    # Positional-only, so `backend="openai"` can still name the settings field.
+    def start(model: Backend | AsyncBackend | None = None, /, **overrides: Any) -> BackgroundServer:
         port = overrides.pop("port", None) or free_port()
         overrides.setdefault("worker_address", f"http://127.0.0.1:{port}")
         settings = worker_settings(port=port, **overrides)
-        backend = backend or SimulatedBackend(tokens_per_s=1000.0, time_to_first_token_s=0.0)
-        app = create_app(settings, backend)
+        model = model or SimulatedBackend(tokens_per_s=1000.0, time_to_first_token_s=0.0)
+        app = create_app(settings, model)
         server = BackgroundServer(app, "127.0.0.1", port, thread_name="test-worker")
         servers.append(server.start())
         return server

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from worker.backends.base import Backend, BackendError
+from worker.backends.base import AsyncBackend, Backend, BackendError
 from worker.settings import WorkerSettings
 
 
-def create_backend(settings: WorkerSettings) -> Backend:
+def create_backend(settings: WorkerSettings) -> Backend | AsyncBackend:
     """The backend the settings name, loaded and ready to generate."""
     if settings.backend == "simulated":
         from worker.backends.simulated import SimulatedBackend
@@ -17,4 +17,8 @@ def create_backend(settings: WorkerSettings) -> Backend:
         from worker.backends.llama_cpp import LlamaCppBackend
 
         return LlamaCppBackend.from_settings(settings)
+    if settings.backend == "openai":
+        from worker.backends.openai_compat import OpenAIBackend
+
+        return OpenAIBackend.from_settings(settings)
     raise BackendError(f"unknown backend {settings.backend!r}")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from worker.params import GenerationRequest
 
@@ -16,6 +16,14 @@ class BackendError(RuntimeError):
 
 class PromptTooLong(ValueError):
     """The prompt leaves no room in the context window; the client must shorten it."""
+
+
+class GenerationFailed(RuntimeError):
+    """Generation failed with a cause to show the client and the frame error code to use."""
+
+    def __init__(self, message: str, error_code: int) -> None:
+        super().__init__(message)
+        self.error_code = error_code
 
 
 @dataclass(frozen=True)
@@ -53,3 +61,45 @@ class Backend(Protocol):
     def close(self) -> None:
         """Free the model."""
         ...
+
+
+class AsyncBackend(Protocol):
+    """A backend that waits on the network, not the CPU: it generates on the event loop.
+
+    The worker calls `start()` once the loop runs and `aclose()` before it stops; `health()`
+    adds fields to `/worker_get_status`. Closing the `agenerate` iterator (client gone) must end
+    the upstream request.
+    """
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def multimodal(self) -> bool: ...
+
+    @property
+    def context_size(self) -> int:
+        """Context window in tokens; 0 when unknown (the backend then leaves capping upstream)."""
+        ...
+
+    @property
+    def max_concurrency(self) -> int | None: ...
+
+    def agenerate(self, request: GenerationRequest) -> AsyncIterator[TextUpdate]:
+        """Yield cumulative text as it arrives."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """Additive status fields, e.g. `{"healthy": False, "unhealthy_reason": ...}`."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def is_async(backend: Backend | AsyncBackend) -> bool:
+    """True for backends that generate on the event loop (they have `agenerate`)."""
+    return callable(getattr(backend, "agenerate", None))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import re
 import threading
 import time
 import zlib
 from collections.abc import Iterator
 
-from PIL import Image, UnidentifiedImageError
-
 from worker.backends.base import TextUpdate
+from worker.images import describe_image
 from worker.params import GenerationRequest
 from worker.settings import WorkerSettings
 
@@ -88,7 +86,8 @@ class SimulatedBackend:
         question = request.last_user_text.strip()
         images = [image for message in request.messages for image in message.images]
         if self._multimodal and images:
-            sizes = ", ".join(_describe_image(data) for data in images)
+            # Header reads only: a simulated model must not be a way to decode a bomb.
+            sizes = ", ".join(describe_image(data) for data in images)
             noun = "image" if len(images) == 1 else "images"
             text = f"I received {len(images)} {noun}: {sizes}."
             match = _GROUNDING.search(question)
@@ -125,14 +124,6 @@ class SimulatedBackend:
 
     def close(self) -> None:
         """Nothing to free."""
-
-
-def _describe_image(data: bytes) -> str:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return f"{image.width}x{image.height} {image.format}"
-    except (UnidentifiedImageError, OSError):
-        return f"an undecodable image of {len(data)} bytes"
 
 
 def _box_for(label: str) -> tuple[int, int, int, int]:
