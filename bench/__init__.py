@@ -1,0 +1,1 @@
+"""Benchmark suite of the controller: `python -m bench` (see bench/README)."""
