@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
@@ -156,20 +158,54 @@ def _accept_images(files: list[Any], messages: list[Message], max_images: int,
     return accepted
 
 
-def _log_turn(log: ConversationLog, model: str, system_prompt: str, messages: list[Message],
-              options: dict[str, Any]) -> None:
-    answer = messages[-1]
-    record = {
-        "conversation_id": st.session_state.get("chat_id"),
-        "model": model,
-        "system_prompt": system_prompt,
-        "params": options,
-        "messages": [message_record(m.role, m.content, m.images) for m in messages],
-        "finish": "error" if answer.error else "stopped" if answer.stopped else "stop",
-    }
-    if answer.error:
-        record["error"] = answer.error
-    log.append_turn(record)
+@dataclass
+class _Stream:
+    """An answer being streamed by one script run; a later run may have to finish it.
+
+    With `runner.fastReruns`, a click (Stop, a new message) starts the next run at once while
+    the streaming run only stops at its next frame; the next run must neither start the same
+    answer again nor render the conversation without the partial answer.
+    """
+
+    messages: list[Message]
+    model: str
+    system_prompt: str
+    options: dict[str, Any]
+    conversation_id: str | None
+    text: str = ""
+    error: str | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    done: bool = False
+
+    def finish(self, log: ConversationLog, *, stopped: bool) -> bool:
+        """Append the answer and log the turn, once; False when another run already did."""
+        with self.lock:
+            if self.done:
+                return False
+            self.done = True
+        self.messages.append(Message("assistant", self.text, error=self.error, stopped=stopped))
+        answer = self.messages[-1]
+        record = {
+            "conversation_id": self.conversation_id,
+            "model": self.model,
+            "system_prompt": self.system_prompt,
+            "params": self.options,
+            "messages": [message_record(m.role, m.content, m.images) for m in self.messages],
+            "finish": "error" if answer.error else "stopped" if answer.stopped else "stop",
+        }
+        if answer.error:
+            record["error"] = answer.error
+        log.append_turn(record)
+        return True
+
+
+def _take_over_interrupted_stream(log: ConversationLog) -> None:
+    """Finish, as stopped, an answer a previous run of this session is still streaming."""
+    stream = st.session_state.pop("chat_stream", None)
+    if stream is not None:
+        stream.cancel.set()
+        stream.finish(log, stopped=True)
 
 
 def _stream_answer(client: ControllerClient, model: ModelInfo, system_prompt: str,
@@ -178,30 +214,37 @@ def _stream_answer(client: ControllerClient, model: ModelInfo, system_prompt: st
     lg = lang()
     params = build_params(model.name, system_prompt, messages, options,
                           send_images=model.multimodal)
+    stream = _Stream(messages, model.name, system_prompt, options,
+                     st.session_state.get("chat_id"))
+    st.session_state.chat_stream = stream
     with st.chat_message("assistant"):
-        # Clicking Stop reruns the script, which interrupts this loop; `finally` keeps the text.
+        # Clicking Stop starts a new run, which takes the partial answer over (see _Stream).
         stop_slot = st.empty()
         stop_slot.button(t("stop", lg), icon=":material/stop_circle:", key="stop")
         body = st.empty()
-        text, error, stopped = "", None, True
+        completed = False
         try:
             redrawn_at = 0.0
             for frame in client.generate_stream(params):
-                if frame.get("error_code", 0):
-                    error = str(frame.get("text") or f"error code {frame.get('error_code')}")
+                if stream.cancel.is_set():
                     break
-                text = str(frame.get("text", text))
+                if frame.get("error_code", 0):
+                    stream.error = str(frame.get("text") or f"error code {frame['error_code']}")
+                    break
+                stream.text = str(frame.get("text", stream.text))
                 now = time.monotonic()
                 if now - redrawn_at >= STREAM_REDRAW_S:
-                    body.markdown(text + " ▌")
+                    body.markdown(stream.text + " ▌")
                     redrawn_at = now
-            stopped = False
+            completed = not stream.cancel.is_set()
         finally:
-            messages.append(Message("assistant", text, error=error, stopped=stopped))
-            _log_turn(log, model.name, system_prompt, messages, options)
-        stop_slot.empty()
-        with body.container():
-            _render_assistant(messages, len(messages) - 1)
+            finished_here = stream.finish(log, stopped=not completed)
+            if st.session_state.get("chat_stream") is stream:
+                del st.session_state["chat_stream"]
+        if finished_here:
+            stop_slot.empty()
+            with body.container():
+                _render_assistant(messages, len(messages) - 1)
 
 
 def render() -> None:
@@ -212,6 +255,7 @@ def render() -> None:
     client = ControllerClient(controller_url)
     log = ConversationLog(settings.log_dir)
     messages = _conversation()
+    _take_over_interrupted_stream(log)
 
     models, error = fetch_models(controller_url)
     model, system_prompt, options = _sidebar(models)

@@ -49,13 +49,17 @@ def _wait_healthy(app: RunningApp, timeout_s: float) -> None:
 
 
 @contextlib.contextmanager
-def streamlit_app(tmp_dir: Path, *app_args: str, timeout_s: float = 60.0) -> Iterator[RunningApp]:
+def streamlit_app(
+    tmp_dir: Path, *app_args: str, timeout_s: float = 60.0, env: dict[str, str] | None = None
+) -> Iterator[RunningApp]:
     """Run the app on free ports; stop it (SIGTERM, as a service manager would) afterwards."""
     port, controller_port = free_port(), free_port()
     log_path = tmp_dir / "streamlit.log"
+    extra_env = env or {}
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("APP_", "CONTROLLER_", "WORKER_"))}
     env["APP_LOG_DIR"] = str(tmp_dir / "logs")
+    env.update(extra_env)
     cmd = [
         sys.executable, "-m", "streamlit", "run", "app.py",
         "--server.headless", "true", "--server.fileWatcherType", "none",

@@ -52,7 +52,11 @@ def page(browser):  # type: ignore[no-untyped-def]
 def simulated_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     """The app with a simulated embedded worker (fast, no model) and a vision one."""
     tmp = tmp_path_factory.mktemp("simulated-app")
-    with streamlit_app(tmp, "--worker-backend", "simulated", "--simulated-workers", "1") as app:
+    # Slow answers (about 13 s), so the Stop test can interrupt one.
+    slow = {"WORKER_TOKENS_PER_S": "5", "WORKER_ANSWER_TOKENS": "64"}
+    with streamlit_app(
+        tmp, "--worker-backend", "simulated", "--simulated-workers", "1", env=slow
+    ) as app:
         wait_until(lambda: len(registered(app.controller_url)) == 2, timeout_s=60)
         yield app
 
@@ -105,6 +109,24 @@ def test_image_upload_draws_boxes(page, simulated_app: RunningApp, tmp_path: Pat
     assistant.get_by_test_id("stImage").wait_for(timeout=30_000)
     wait_idle(page)
     assert "car" in assistant.inner_text()
+
+
+def test_stop_keeps_the_partial_answer(page, simulated_app: RunningApp) -> None:  # type: ignore[no-untyped-def]
+    page.goto(simulated_app.url)
+    wait_idle(page)
+    pick_model(page, "simulated-chat")
+    wait_idle(page)
+    send_chat(page, "Tell me a long story")
+    assistant = page.get_by_test_id("stChatMessage").nth(1)
+    sync_api.expect(assistant).to_contain_text("Simulated answer")
+    assistant.get_by_role("button", name="Stop").click()
+    sync_api.expect(assistant).to_contain_text("Stopped.")
+    wait_idle(page)
+    partial = assistant.inner_text()
+    time.sleep(1.0)
+    assert assistant.inner_text() == partial
+    [log] = (simulated_app.log_path.parent / "logs").glob("conv-*.jsonl")
+    assert '"finish":"stopped"' in log.read_text()
 
 
 @pytest.mark.model

@@ -152,3 +152,17 @@ def test_chinese_switch_translates_the_page(chat: AppTest, start_worker) -> None
     chat.run()
     assert chat.selectbox(key="chat_model").label == "模型"
     assert chat.text_area(key="system_prompt").label == "系统提示词"
+
+
+def test_interrupted_answer_is_finished_once(tmp_path: Path) -> None:
+    # The streaming run and the run that took over after Stop both try to finish the answer.
+    messages = [chat_view.Message("user", "hi")]
+    stream = chat_view._Stream(messages, "m", "", {}, "conv-1", text="partial")
+    log = chat_view.ConversationLog(tmp_path)
+    assert stream.finish(log, stopped=True)
+    assert not stream.finish(log, stopped=False)
+    assert [(m.role, m.content, m.stopped) for m in messages] == [
+        ("user", "hi", False), ("assistant", "partial", True)
+    ]
+    [turn] = log_lines(tmp_path)
+    assert turn["finish"] == "stopped"
