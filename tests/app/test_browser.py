@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from controller.server import free_port, port_is_free
 from tests.app.browser import (
@@ -29,6 +31,13 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed"),
 ]
 sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).ok
+    except requests.RequestException:
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +106,34 @@ def test_admin_shows_worker_registered_after_page_opened(  # type: ignore[no-unt
         late.wait(10)
 
 
+def test_register_form_survives_live_refresh(  # type: ignore[no-untyped-def]
+    page, simulated_app: RunningApp
+) -> None:
+    port = free_port()
+    address = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    unregistered = subprocess.Popen(
+        [sys.executable, "-m", "worker", "--backend", "simulated", "--host", "127.0.0.1",
+         "--port", str(port), "--worker-address", address, "--no-register",
+         "--model-name", "by-hand"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        page.goto(f"{simulated_app.url}/admin")
+        wait_idle(page)
+        field = page.get_by_label("Register a worker by address")
+        field.fill(address)
+        time.sleep(4.0)  # past one live refresh of the dashboard fragment
+        sync_api.expect(field).to_have_value(address)
+        wait_until(lambda: _answers(f"{address}/worker_get_status"))
+        page.get_by_role("button", name="Register").click()
+        page.get_by_text(f"Registered {address}.").wait_for()
+        assert address in registered(simulated_app.controller_url)
+    finally:
+        unregistered.terminate()
+        unregistered.wait(10)
+
+
 def test_image_upload_draws_boxes(page, simulated_app: RunningApp, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     page.goto(simulated_app.url)
     wait_idle(page)
@@ -127,6 +164,20 @@ def test_stop_keeps_the_partial_answer(page, simulated_app: RunningApp) -> None:
     assert assistant.inner_text() == partial
     [log] = (simulated_app.log_path.parent / "logs").glob("conv-*.jsonl")
     assert '"finish":"stopped"' in log.read_text()
+
+
+def test_port_in_use_is_explained_on_the_page(page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        with streamlit_app(tmp_path, "--controller-port", str(port)) as app:
+            page.goto(app.url)
+            wait_idle(page)
+            alert = page.get_by_test_id("stAlert").filter(has_text="could not start")
+            sync_api.expect(alert).to_contain_text(f"port {port}")
+            sync_api.expect(alert).to_contain_text("--controller-port")
+            assert page.get_by_test_id("stException").count() == 0
 
 
 @pytest.mark.model
