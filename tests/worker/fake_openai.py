@@ -20,7 +20,7 @@ def chunk(content: str | None = None, finish_reason: str | None = None) -> dict[
 
 
 class FakeOpenAI:
-    """Records every chat request; answers with `words`, an `error`, or a `hang` after one word."""
+    """Records every chat request; answers with `words`, or misbehaves as its flags say."""
 
     def __init__(self, models: tuple[str, ...] = ("InternVL3-8B",)) -> None:
         self.models = list(models)
@@ -28,6 +28,7 @@ class FakeOpenAI:
         self.error: tuple[int, dict[str, Any]] | None = None
         self.mid_stream_error: dict[str, Any] | None = None
         self.hang = False
+        self.cut_after_words = False
         self.usage: dict[str, int] | None = None
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -59,6 +60,8 @@ class FakeOpenAI:
                 if self.hang and index == 0:
                     # Wait for the client to go away; Starlette cancels us when it does.
                     await asyncio.sleep(60)
+            if self.cut_after_words:
+                return
             if self.mid_stream_error is not None:
                 yield event(self.mid_stream_error)
                 return

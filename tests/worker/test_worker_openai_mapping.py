@@ -214,6 +214,18 @@ def test_an_error_event_mid_stream_ends_with_one_error_frame(fake, start_worker)
     assert "CUDA out of memory" in frames[-1]["text"]
 
 
+def test_a_stream_cut_before_its_finish_is_an_error_frame(fake, start_worker):
+    upstream, api_base = fake
+    upstream.cut_after_words = True
+    worker = openai_worker(start_worker, api_base)
+
+    frames = post_frames(worker.url, chat("Hi"))
+
+    assert [f["error_code"] for f in frames] == [0, 0, 0, WORKER_FAILED]
+    assert "without finishing it" in frames[-1]["text"]
+    assert "after 3 tokens" in frames[-1]["text"]
+
+
 def test_a_client_that_goes_away_closes_the_upstream_request(fake, start_worker):
     upstream, api_base = fake
     upstream.hang = True
@@ -247,12 +259,12 @@ def test_generations_run_at_once_up_to_the_concurrency_flag(fake, start_worker):
         assert upstream.started.acquire(timeout=TIMEOUT_S)
     wait_until(lambda: get_status(worker.url)["queue_length"] == 4, timeout_s=1.0)
     status = get_status(worker.url)
+    sent_upstream = len(upstream.bodies)
     for client in clients:
         client.join()
 
     # Three upstream requests at once (the flag), not llama-cpp's one; the fourth waits.
-    assert (status["running"], status["waiting"]) == (3, 1)
-    assert len(upstream.bodies) == 3
+    assert (status["running"], status["waiting"], sent_upstream) == (3, 1, 3)
 
 
 def test_a_down_upstream_is_unhealthy_and_named_in_the_error_frame(start_worker):

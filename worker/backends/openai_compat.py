@@ -330,6 +330,14 @@ class OpenAIBackend:
                 # The server's own count, when it sends one, beats counting deltas.
                 tokens = usage["completion_tokens"]
                 yield TextUpdate(text=text, completion_tokens=tokens, finish_reason=finish)
+        if finish is None:
+            # llama.cpp's server, for one, reports errors found after the headers (a prompt
+            # longer than its context) by ending the stream: a cut answer is not a whole one.
+            raise GenerationFailed(
+                f"upstream {self.api_base} ended the answer of {self._model_name} without "
+                f"finishing it (no finish_reason, no [DONE]) after {tokens} tokens; the "
+                "upstream's log says why", WORKER_FAILED,
+            )
 
 
 async def _sse_data(stream: aiohttp.StreamReader) -> AsyncIterator[str]:
