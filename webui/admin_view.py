@@ -276,7 +276,7 @@ def _live(controller_url: str, refresh_s: float) -> None:
         (st.success if level == "success" else st.error)(text)
     snapshot = _dashboard(controller_url, refresh_s)
     st.divider()
-    _actions(ControllerClient(controller_url), snapshot)
+    _actions(ControllerClient(controller_url, token=boot.app_settings().controller_token), snapshot)
 
 
 def _authorised(password: str | None) -> bool:

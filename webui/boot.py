@@ -6,6 +6,7 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import os
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -97,15 +98,18 @@ class AppRuntime:
 
     def _spawn_workers(self) -> None:
         settings = self.settings
+        # The controller's worker token, else its admin token (which opens everything).
+        token = os.environ.get("CONTROLLER_WORKER_TOKEN") or settings.controller_token
         if settings.embedded_worker:
             self.workers.append(WorkerProcess(
-                "embedded", settings.worker_backend, self.controller_url, settings.log_dir
+                "embedded", settings.worker_backend, self.controller_url, settings.log_dir,
+                controller_token=token,
             ))
         for i in range(settings.simulated_workers):
             # Every other simulated worker takes images, so a demo has both kinds.
             self.workers.append(WorkerProcess(
                 f"simulated-{i + 1}", "simulated", self.controller_url, settings.log_dir,
-                multimodal=i % 2 == 0,
+                multimodal=i % 2 == 0, controller_token=token,
             ))
         for worker in self.workers:
             worker.start()

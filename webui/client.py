@@ -41,14 +41,17 @@ def _session() -> requests.Session:
 class ControllerClient:
     """Calls the controller endpoints of docs/api.md."""
 
-    def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, base_url: str, timeout_s: float = 5.0, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         url = f"{self.base_url}{path}"
         try:
-            resp = _session().request(method, url, json=body, timeout=self.timeout_s)
+            resp = _session().request(
+                method, url, json=body, headers=self._headers, timeout=self.timeout_s
+            )
         except requests.RequestException as exc:
             raise ControllerError(f"cannot reach the controller at {self.base_url}: {exc}") from exc
         if resp.status_code >= 400:

@@ -34,6 +34,9 @@ class AppSettings:
     max_images: int = 4
     # Never taken from argv: a password on the command line is visible in `ps`.
     admin_password: str | None = None
+    # Sent as `Authorization: Bearer` for the admin actions when the controller requires it;
+    # the same variable configures the embedded controller, so both sides agree.
+    controller_token: str | None = None
     admin_refresh_s: float = 3.0
 
     def __post_init__(self) -> None:
@@ -165,4 +168,5 @@ def parse_settings(
         raise AppSettingsError(f"unknown app options: {' '.join(unknown)} (see docs/app.md)")
     values = vars(args)
     password = environ.get("APP_ADMIN_PASSWORD") or None
-    return AppSettings(**values, admin_password=password)
+    token = environ.get("CONTROLLER_ADMIN_TOKEN") or None
+    return AppSettings(**values, admin_password=password, controller_token=token)

@@ -26,11 +26,13 @@ class WorkerProcess:
         log_dir: Path,
         *,
         multimodal: bool = False,
+        controller_token: str | None = None,
     ) -> None:
         self.name = name
         self.backend = backend
         self.controller_url = controller_url
         self.multimodal = multimodal
+        self.controller_token = controller_token
         self.port = free_port()
         self.address = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(log_dir) / "workers" / f"{name}.log"
@@ -56,6 +58,9 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        if self.controller_token and not env.get("WORKER_CONTROLLER_TOKEN"):
+            # Via the environment, not argv: a token on a command line is visible in `ps`.
+            env["WORKER_CONTROLLER_TOKEN"] = self.controller_token
         try:
             with self.log_path.open("wb") as log:
                 self._proc = subprocess.Popen(

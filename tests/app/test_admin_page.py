@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from streamlit.testing.v1 import AppTest
 
+from controller.api import create_app
+from controller.server import BackgroundServer, free_port
+from controller.settings import ControllerSettings
 from tests.app.conftest import REPO_ROOT, register_fake_worker, registered, wait_until
 from webui import admin_view
 
@@ -155,3 +159,39 @@ def test_charts_show_traffic_from_controller_stats(
     admin.run()
     assert not admin.exception
     assert len(admin.get("vega_lite_chart")) == 2
+
+
+@pytest.fixture
+def guarded_controller(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    """A controller that requires tokens for workers and for admin actions."""
+    if "admin_token" not in ControllerSettings.__dataclass_fields__:
+        pytest.skip("this controller has no tokens")
+    settings = ControllerSettings(host="127.0.0.1", port=free_port(),
+                                  admin_token="admin-secret", worker_token="worker-secret")
+    server = BackgroundServer(create_app(settings), "127.0.0.1", settings.port,
+                              thread_name="test-controller")
+    monkeypatch.setenv("APP_CONTROLLER_URL", server.url)
+    monkeypatch.setenv("APP_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.delenv("APP_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("CONTROLLER_ADMIN_TOKEN", raising=False)
+    admin_view.poll.clear()
+    with server:
+        yield server.url
+
+
+def test_admin_actions_send_the_controller_token(
+    guarded_controller: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = AppTest.from_file(ADMIN_PAGE, default_timeout=30)
+    at.run()
+    [method] = [s for s in at.selectbox if s.label == "Dispatch method"]
+    method.select("lottery")
+    submit(at, "Apply")
+    assert "CONTROLLER_ADMIN_TOKEN" in at.error[0].value
+    monkeypatch.setenv("CONTROLLER_ADMIN_TOKEN", "admin-secret")
+    [method] = [s for s in at.selectbox if s.label == "Dispatch method"]
+    method.select("lottery")
+    submit(at, "Apply")
+    assert not at.error
+    workers = requests.get(f"{guarded_controller}/workers", timeout=5).json()
+    assert workers["dispatch_method"] == "lottery"

@@ -103,3 +103,18 @@ def test_lifespan_boots_at_start_and_stops_at_exit(
     assert not controller_threads()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/health", timeout=2)
+
+
+def test_workers_get_the_controller_token(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controller.settings import ControllerSettings
+
+    if "worker_token" not in ControllerSettings.__dataclass_fields__:
+        pytest.skip("this controller has no tokens")
+    monkeypatch.setenv("CONTROLLER_WORKER_TOKEN", "worker-secret")
+    monkeypatch.delenv("WORKER_CONTROLLER_TOKEN", raising=False)
+    runtime = boot.ensure_started([*argv, "--simulated-workers", "1"])
+    [worker] = runtime.workers
+    wait_until(lambda: worker.state in ("ready", "failed"), timeout_s=60)
+    assert worker.state == "ready", worker.detail
