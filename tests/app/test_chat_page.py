@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
 from streamlit.testing.v1 import AppTest
 
+from controller.server import BackgroundServer
+from protocol.frames import WORKER_FAILED, encode_frame
 from tests.app.conftest import REPO_ROOT, png_bytes, register_fake_worker
 from webui import chat_view
 
@@ -166,3 +173,37 @@ def test_interrupted_answer_is_finished_once(tmp_path: Path) -> None:
     ]
     [turn] = log_lines(tmp_path)
     assert turn["finish"] == "stopped"
+
+
+def failing_worker_app() -> Starlette:
+    """A worker that answers two frames, then an error frame (a crash mid-answer)."""
+
+    async def generate(_: Request) -> StreamingResponse:
+        async def frames() -> AsyncIterator[bytes]:
+            yield encode_frame("The answer")
+            yield encode_frame("The answer is")
+            yield encode_frame("CUDA out of memory on the worker", WORKER_FAILED)
+
+        return StreamingResponse(frames())
+
+    async def status(_: Request) -> JSONResponse:
+        return JSONResponse({"model_names": ["flaky"], "speed": 1, "queue_length": 0})
+
+    return Starlette(routes=[
+        Route("/worker_generate_stream", generate, methods=["POST"]),
+        Route("/worker_get_status", status, methods=["GET", "POST"]),
+    ])
+
+
+def test_error_mid_answer_keeps_the_partial_answer(
+    chat: AppTest, controller: str, app_env: Path
+) -> None:
+    with BackgroundServer(failing_worker_app(), thread_name="flaky-worker") as worker:
+        register_fake_worker(controller, worker.url, ["flaky"])
+        chat.run()
+        chat.chat_input[0].set_value("question").run()
+    assert assistant_texts(chat) == ["The answer is"]
+    assert "CUDA out of memory" in chat.error[0].value
+    [turn] = log_lines(app_env)
+    assert turn["finish"] == "error"
+    assert turn["messages"][1]["content"] == "The answer is"
