@@ -28,6 +28,8 @@ from webui.images import ACCEPTED_TYPES, ChatImage, ImageRejected, load_image
 # Redraw the streamed answer at most this often: every token would flood the websocket.
 STREAM_REDRAW_S = 0.05
 MODELS_TTL_S = 2.0
+WAIT_POLL_S = 1.0
+UNREACHABLE_POLL_S = 10.0
 # Wide enough to read the labels, small enough to keep the conversation in view.
 BOXED_IMAGE_WIDTH_PX = 560
 
@@ -63,12 +65,11 @@ def _regenerate() -> None:
         messages.pop()
 
 
-@st.fragment(run_every=1.0)
 def _wait_for_models(controller_url: str) -> None:
     """Poll while no model is served; rerun the page when the first one appears."""
     # Uncached: the cache would add up to its TTL to the wait for the first model.
     try:
-        ready = bool(ControllerClient(controller_url, timeout_s=2.0).list_models())
+        ready = bool(ControllerClient(controller_url, timeout_s=1.0).list_models())
     except ControllerError:
         ready = False
     if ready:
@@ -273,7 +274,9 @@ def render() -> None:
             "--port 21002 --worker-address http://127.0.0.1:21002",
             language="bash",
         )
-        _wait_for_models(controller_url)
+        # Every second while a worker is loading; rarely while the controller does not answer.
+        poll_s = WAIT_POLL_S if error is None else UNREACHABLE_POLL_S
+        st.fragment(run_every=poll_s)(_wait_for_models)(controller_url)
 
     takes_images = model is not None and model.multimodal
     placeholder = (
