@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.procs import ROOT, Procs, cpu_s, free_ports, post_json, rss_bytes, run_json
+from bench.procs import ROOT, Procs, cpu_s, cpu_split_s, free_ports, post_json, rss_bytes, run_json
 
 SECTIONS = ("dispatch", "proxy", "hung", "quality", "memory")
 MB = 1024 * 1024
@@ -30,6 +30,7 @@ class Sizes:
 
     dispatch_s: float = 4.0
     dispatch_rounds: int = 3
+    paced_per_s: float = 1000
     big_workers: int = 1000
     big_models: int = 100
     proxy_processes: int = 4
@@ -53,8 +54,9 @@ class Sizes:
 
 
 QUICK = Sizes(
-    dispatch_s=1.0, dispatch_rounds=1, big_workers=100, big_models=10, proxy_processes=2,
-    proxy_ports_each=1, cpu_streams=16, cpu_frames=20, cpu_gap_ms=20, ttff_rounds=20,
+    dispatch_s=1.0, dispatch_rounds=1, paced_per_s=200, big_workers=100, big_models=10,
+    proxy_processes=2, proxy_ports_each=1, cpu_streams=16, cpu_frames=20, cpu_gap_ms=20,
+    ttff_rounds=20,
     load_streams=(32, 64), load_frames=20, load_gap_ms=10, load_rounds=1, hung_workers=3,
     status_timeout_s=1.0, sim_jobs=3000, mem_workers=50, mem_models=5, mem_processes=1,
     mem_streams=50, mem_frames=4,
@@ -100,19 +102,19 @@ def start_controller(procs: Procs, *extra: str) -> tuple[str, int]:
 
 def start_workers(
     procs: Procs, processes: int, ports_each: int, models: list[str], hung: bool = False
-) -> list[str]:
-    """Simulated workers on `processes` x `ports_each` ports; their URLs."""
+) -> tuple[list[str], list[int]]:
+    """Simulated workers on `processes` x `ports_each` ports: (URLs, process ids)."""
     ports = free_ports(processes * ports_each)
-    urls = []
+    urls, pids = [], []
     for i in range(processes):
         mine = ports[i * ports_each:(i + 1) * ports_each]
         # Model i of the fleet goes to port i, whichever process serves it.
         names = [models[(i * ports_each + j) % len(models)] for j in range(ports_each)]
         args = ["bench.fake_worker", "--ports", ",".join(map(str, mine)),
                 "--models", ",".join(names)]
-        procs.start(*args, *(["--hung"] if hung else []), ready_line=True)
+        pids.append(procs.start(*args, *(["--hung"] if hung else []), ready_line=True).pid)
         urls += [f"http://127.0.0.1:{p}" for p in mine]
-    return urls
+    return urls, pids
 
 
 def register(controller: str, urls: list[str], models: list[str]) -> None:
@@ -141,11 +143,11 @@ def _wrk_duration_ms(text: str) -> float:
 
 
 def http_load(client: str, url: str, bodies: list[str], connections: int,
-              duration_s: float) -> dict[str, float]:
+              duration_s: float, rate_per_s: float = 0) -> dict[str, float]:
     """req/s, p50/p99 (s), errors and the generator's CPU s for POSTs to `url`."""
-    if client == "python":
+    if client == "python" or rate_per_s:
         args = ["bench.loadgen", "http", "--url", url, "--connections", str(connections),
-                "--duration-s", str(duration_s)]
+                "--duration-s", str(duration_s), "--rate-per-s", str(rate_per_s)]
         for body in bodies:
             args += ["--body", body]
         return run_json(*args)
@@ -222,6 +224,7 @@ def bench_dispatch(sizes: Sizes, client: str) -> list[Row]:
               ("controller", big + "/list_models", [])]),
         ]
         runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+        paced: dict[str, list[dict[str, float]]] = {"bare": [], "controller": []}
         for round_no in range(sizes.dispatch_rounds):
             for figure, targets in groups:
                 # Alternate which side goes first, so a drift in machine load hits both.
@@ -229,6 +232,10 @@ def bench_dispatch(sizes: Sizes, client: str) -> list[Row]:
                 for label, url, bodies in ordered:
                     runs.setdefault((figure, label), []).append(
                         http_load(client, url, bodies or ["{}"], 32, sizes.dispatch_s))
+            # Below saturation: latency without the queueing 32 closed loops cause.
+            for label, url, bodies in groups[1][1]:
+                paced[label].append(http_load("python", url, bodies, 32, sizes.dispatch_s,
+                                              rate_per_s=sizes.paced_per_s))
     errors = 0
     for figure, _ in groups:
         ctl, ref = runs[figure, "controller"], runs[figure, "bare"]
@@ -250,6 +257,16 @@ def bench_dispatch(sizes: Sizes, client: str) -> list[Row]:
             f"{_ms(_median([r['p99_s'] for r in ref]))}",
             "p99 < 10 ms" if big_one else "", (p99 < 0.010) if big_one else None,
         ))
+    p99 = _median([r["p99_s"] for r in paced["controller"]])
+    rows.append(Row(
+        "dispatch", f"/get_worker_address, {sizes.big_workers} workers, paced "
+        f"{sizes.paced_per_s:g} req/s: p50 / p99 ms",
+        f"{_ms(_median([r['p50_s'] for r in paced['controller']]))} / {_ms(p99)}",
+        f"bare {_ms(_median([r['p50_s'] for r in paced['bare']]))} / "
+        f"{_ms(_median([r['p99_s'] for r in paced['bare']]))} (Python client, 32 connections)",
+        "p99 < 10 ms", p99 < 0.010,
+    ))
+    errors += sum(r["errors"] for rs in paced.values() for r in rs)
     gen_cpu = _median([r["loadgen_cpu_s"] / sizes.dispatch_s for rs in runs.values() for r in rs])
     rows.append(Row("dispatch", "load generator CPU (cores busy)", f"{gen_cpu:.2f}",
                     f"{client}, 32 connections, {sizes.dispatch_rounds} rounds interleaved"))
@@ -267,26 +284,38 @@ def bench_proxy(sizes: Sizes) -> list[Row]:
     rows: list[Row] = []
     errors = 0
     with Procs() as procs:
-        workers = start_workers(procs, sizes.proxy_processes, sizes.proxy_ports_each, ["bench"])
+        workers, worker_pids = start_workers(procs, sizes.proxy_processes,
+                                             sizes.proxy_ports_each, ["bench"])
         ctl, ctl_pid = start_controller(procs)
         register(ctl, workers, ["bench"])
         _streams([ctl], 8, 5, 0)  # warm the connection pool and code paths
 
-        per_1000: list[float] = []
+        per_1000: list[tuple[float, float]] = []
+        workers_per_1000: list[float] = []
         gen_share: list[float] = []
         for _ in range(2 if sizes.load_rounds > 1 else 1):
-            before = cpu_s(ctl_pid)
+            before = cpu_split_s(ctl_pid)
+            workers_before = sum(cpu_s(pid) for pid in worker_pids)
             result = _streams([ctl], sizes.cpu_streams, sizes.cpu_frames, sizes.cpu_gap_ms)
-            used = cpu_s(ctl_pid) - before
+            after = cpu_split_s(ctl_pid)
+            frames_k = max(result["frames"], 1) / 1000
+            workers_per_1000.append(
+                (sum(cpu_s(pid) for pid in worker_pids) - workers_before) / frames_k)
             errors += result["errors"]
-            per_1000.append(used / max(result["frames"], 1) * 1000)
+            per_1000.append(((after[0] - before[0]) / frames_k, (after[1] - before[1]) / frames_k))
             gen_share.append(result["loadgen_cpu_s"] / result["wall_s"])
-        cpu_ms = _median(per_1000) * 1000
+        cpu_ms = _median([u + s for u, s in per_1000]) * 1000
         rows.append(Row(
             "proxy", f"controller CPU per 1,000 frames ({sizes.cpu_streams} streams x "
             f"{sizes.cpu_frames} frames, {sizes.cpu_gap_ms:g} ms apart)", f"{cpu_ms:.1f} ms",
-            f"predecessor 309 ms; load generator {_median(gen_share):.2f} cores",
+            f"user {_median([u for u, _ in per_1000]) * 1000:.0f} + system "
+            f"{_median([s for _, s in per_1000]) * 1000:.0f}; predecessor 309",
             "<= 40 ms", cpu_ms <= 40,
+        ))
+        rows.append(Row(
+            "proxy", "same run: simulated workers' CPU per 1,000 frames (one write each)",
+            f"{_median(workers_per_1000) * 1000:.1f} ms",
+            f"load generator {_median(gen_share):.2f} cores busy",
         ))
 
         ttff = run_json("bench.loadgen", "ttff", "--group", f"controller={ctl}", "--group",
@@ -395,8 +424,8 @@ async def _during_refresh(ctl: str) -> tuple[list, int, float, dict]:
 def bench_hung(sizes: Sizes) -> list[Row]:
     """/list_models while a refresh waits on hung workers, and the refresh's duration."""
     with Procs() as procs:
-        hung = start_workers(procs, 1, sizes.hung_workers, ["hung"], hung=True)
-        good = start_workers(procs, 1, 2, ["bench"])
+        hung, _ = start_workers(procs, 1, sizes.hung_workers, ["hung"], hung=True)
+        good, _ = start_workers(procs, 1, 2, ["bench"])
         ctl, _ = start_controller(procs, "--status-timeout", str(sizes.status_timeout_s))
         register(ctl, hung, ["hung"])
         register(ctl, good, ["bench"])
@@ -454,7 +483,7 @@ def bench_memory(sizes: Sizes) -> list[Row]:
     models = [f"model-{i:03d}" for i in range(sizes.mem_models)]
     with Procs() as procs:
         per_process = -(-sizes.mem_workers // sizes.mem_processes)
-        workers = start_workers(procs, sizes.mem_processes, per_process, models)
+        workers, _ = start_workers(procs, sizes.mem_processes, per_process, models)
         workers = workers[: sizes.mem_workers]
         ctl, pid = start_controller(procs)
         idle = rss_bytes(pid)

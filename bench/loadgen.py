@@ -157,7 +157,11 @@ async def run_ttff(args: argparse.Namespace) -> dict[str, object]:
 
 
 async def run_http(args: argparse.Namespace) -> dict[str, object]:
-    """Closed-loop POSTs on `connections` keep-alive connections for a fixed time."""
+    """POSTs on `connections` keep-alive connections for a fixed time.
+
+    Closed loop (each connection sends again at once) unless `rate_per_s` paces the sends on
+    a fixed schedule, so latency is measured below saturation, not as queueing.
+    """
     bodies = [b.encode() for b in args.body] or [b""]
     latencies: list[float] = []
     errors = 0
@@ -168,7 +172,12 @@ async def run_http(args: argparse.Namespace) -> dict[str, object]:
 
         async def loop(offset: int) -> None:
             nonlocal errors
+            period_s = args.connections / args.rate_per_s if args.rate_per_s else 0.0
+            due = time.perf_counter() + offset * period_s / args.connections
             for i in itertools.count(offset):
+                if period_s:
+                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                    due += period_s
                 if time.perf_counter() >= deadline:
                     return
                 start = time.perf_counter()
@@ -213,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     http.add_argument("--body", action="append", default=[])
     http.add_argument("--connections", type=int, default=32)
     http.add_argument("--duration-s", type=float, default=5)
+    http.add_argument("--rate-per-s", type=float, default=0,
+                      help="total requests per second, paced (0: as fast as answered)")
     args = parser.parse_args(argv)
     runner = {"streams": run_streams, "ttff": run_ttff, "http": run_http}[args.mode]
     try:
