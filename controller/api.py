@@ -155,6 +155,7 @@ def create_app(settings: ControllerSettings, *, registry: Registry | None = None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         session = new_session()
         controller = Controller(settings, session, registry)
+        await controller.registry.start()
         app.state.controller = controller
         app.controller = controller
         if controller.tokens.registration_open:
@@ -179,6 +180,7 @@ def create_app(settings: ControllerSettings, *, registry: Registry | None = None
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await controller.registry.close()
             await session.close()
 
     app = ControllerApp(
@@ -237,7 +239,7 @@ def create_app(settings: ControllerSettings, *, registry: Registry | None = None
     @app.post("/receive_heart_beat", tags=["protocol"])
     async def receive_heart_beat(body: HeartBeatBody, request: Request) -> dict[str, bool]:
         """Record a heartbeat; `exist: false` asks the worker to register again."""
-        return {"exist": ctl(request).receive_heart_beat(
+        return {"exist": await ctl(request).receive_heart_beat(
             body.worker_name, body.queue_length, request.headers.get("authorization")
         )}
 
@@ -295,7 +297,7 @@ def create_app(settings: ControllerSettings, *, registry: Registry | None = None
     @app.post("/remove_worker", tags=["operations"])
     async def remove_worker(body: WorkerNameBody, request: Request) -> dict[str, bool]:
         """Forget a worker now."""
-        return {"removed": ctl(request).remove_worker(
+        return {"removed": await ctl(request).remove_worker(
             body.worker_name, request.headers.get("authorization")
         )}
 
@@ -309,7 +311,7 @@ def create_app(settings: ControllerSettings, *, registry: Registry | None = None
     @app.get("/stats", tags=["operations"])
     async def stats(request: Request) -> dict[str, Any]:
         """Requests, errors, in-flight and queue lengths per interval, last 15 minutes."""
-        return ctl(request).stats_view()
+        return await ctl(request).stats_view()
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics(request: Request) -> PlainTextResponse:

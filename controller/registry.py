@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from controller.dispatch import POLICIES, Candidate, Policy
 from controller.errors import InvalidWorkerStatus, UnknownDispatchMethod
 from controller.model_order import sort_models
+from controller.stats import StatsPoint
 
 Clock = Callable[[], float]
 
@@ -82,6 +83,19 @@ class WorkerView:
     status: str  # healthy | late | expired
     breaker: str  # closed | open | half_open
     consecutive_failures: int
+
+
+@dataclass(frozen=True)
+class SharedWorkerState:
+    """One worker as a shared store (Redis) holds it, for rebuilding a replica's snapshot."""
+
+    address: str
+    status: WorkerStatus
+    check_heart_beat: bool
+    heart_beat_age_s: float
+    dispatched_since_report: int
+    ended_since_report: int
+    in_flight: int
 
 
 @dataclass(frozen=True)
@@ -177,6 +191,67 @@ class Registry:
                 by_model.setdefault(name, []).append(address)
         self._by_model = by_model
         self._sorted_models = sort_models(by_model)
+
+    def load_shared_state(self, states: Collection[SharedWorkerState]) -> None:
+        """Replace the snapshot with what a shared store holds; breaker state stays local."""
+        now = self.clock()
+        with self._lock:
+            workers = {}
+            for state in states:
+                old = self._workers.get(state.address)
+                record = _WorkerRecord(
+                    state.address, state.status, state.check_heart_beat,
+                    old.registered_at if old else now, now - state.heart_beat_age_s,
+                    state.dispatched_since_report, state.ended_since_report, state.in_flight,
+                )
+                if old is not None:
+                    record.failures = old.failures
+                    record.open_until = old.open_until
+                    record.probing = old.probing
+                workers[state.address] = record
+            self._workers = workers
+            self._reindex()
+
+    def heart_beat_ages(self) -> dict[str, tuple[WorkerStatus, bool, float]]:
+        """(status, check_heart_beat, seconds since the last beat) per worker."""
+        now = self.clock()
+        with self._lock:
+            return {
+                a: (r.status, r.check_heart_beat, now - r.last_heart_beat)
+                for a, r in self._workers.items()
+            }
+
+    # -- shared state (the in-memory registry applies it directly; see redis_registry) ------
+
+    async def start(self) -> None:
+        """Begin any background synchronisation."""
+
+    async def close(self) -> None:
+        """Stop background synchronisation."""
+
+    async def register_shared(
+        self, address: str, status: WorkerStatus, check_heart_beat: bool
+    ) -> bool:
+        return self.register(address, status, check_heart_beat)
+
+    async def heartbeat_shared(self, address: str, queue_length: int) -> bool:
+        return self.heartbeat(address, queue_length)
+
+    async def remove_shared(self, address: str) -> bool:
+        return self.remove(address)
+
+    async def expire_shared(self) -> list[str]:
+        return self.expire()
+
+    async def publish_stats(self, point: StatsPoint) -> None:
+        """Share one closed stats interval (nothing to share in memory)."""
+
+    async def shared_stats(self, local_points: list[StatsPoint]) -> list[StatsPoint]:
+        """The cluster's time series; in memory, this controller's own."""
+        return local_points
+
+    def backend_health(self) -> dict[str, object]:
+        return {"registry": "memory", "degraded": False}
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ import aiohttp
 
 from controller.addresses import AddressPolicy, normalize_worker_address
 from controller.auth import Role, TokenCheck
-from controller.errors import UnknownWorker, WorkerUnreachable
+from controller.cancellation import raise_if_cancelled
+from controller.errors import InvalidWorkerStatus, UnknownWorker, WorkerUnreachable
 from controller.metrics import ControllerMetrics
 from controller.model_order import sort_models
 from controller.prompt_limits import PromptLimits, check_generation_params
@@ -35,11 +36,7 @@ class Controller:
         registry: Registry | None = None,
     ) -> None:
         self.settings = settings
-        self.registry = registry if registry is not None else Registry(
-            settings.heart_beat_expiration_s,
-            breaker_failures=settings.breaker_failures,
-            breaker_cooldown_s=settings.breaker_cooldown_s,
-        )
+        self.registry = registry if registry is not None else build_registry(settings)
         self.tokens = TokenCheck(settings.worker_token, settings.admin_token)
         self.address_policy = AddressPolicy(settings.worker_allowlist)
         self.limits = PromptLimits(
@@ -90,7 +87,7 @@ class Controller:
         status = worker_status or await self.workers.get_status(address)
         if multimodal is not None and multimodal != status.multimodal:
             status = WorkerStatus(status.model_names, status.speed, status.queue_length, multimodal)
-        is_new = self.registry.register(address, status, check_heart_beat)
+        is_new = await self.registry.register_shared(address, status, check_heart_beat)
         log.info(
             "%s worker %s serving %s (speed %g, heartbeat checked: %s)",
             "registered" if is_new else "updated", address, ", ".join(status.model_names),
@@ -98,12 +95,14 @@ class Controller:
         )
         return address
 
-    def receive_heart_beat(
+    async def receive_heart_beat(
         self, worker_name: Any, queue_length: int, authorization: str | None = None
     ) -> bool:
         self.tokens.require(Role.WORKER, authorization)
         address = normalize_worker_address(worker_name)
-        return self.registry.heartbeat(address, queue_length)
+        if queue_length < 0:
+            raise InvalidWorkerStatus(f"queue_length must be >= 0, got {queue_length}")
+        return await self.registry.heartbeat_shared(address, queue_length)
 
     async def refresh_all_workers(self, authorization: str | None = None) -> list[str]:
         """Ask every worker for its status at once; drop the ones that fail. Returns dropped."""
@@ -114,10 +113,10 @@ class Controller:
             if isinstance(result, WorkerStatus):
                 check = self.registry.check_heart_beat_of(address)
                 if check is not None:  # removed meanwhile: do not bring it back
-                    self.registry.register(address, result, check)
+                    await self.registry.register_shared(address, result, check)
             else:
                 log.warning("removing worker %s: %s", address, result)
-                self.registry.remove(address)
+                await self.registry.remove_shared(address)
                 removed.append(address)
         return removed
 
@@ -150,12 +149,12 @@ class Controller:
 
     # -- additions ----------------------------------------------------------------------------
 
-    def remove_worker(self, worker_name: Any, authorization: str | None = None) -> bool:
+    async def remove_worker(self, worker_name: Any, authorization: str | None = None) -> bool:
         # A worker leaving sends the worker token; an admin removing one, the admin token.
         self.tokens.require(Role.WORKER, authorization)
         if self.tokens.admin_token is not None and self.tokens.worker_token is None:
             self.tokens.require(Role.ADMIN, authorization)
-        return self.registry.remove(normalize_worker_address(worker_name))
+        return await self.registry.remove_shared(normalize_worker_address(worker_name))
 
     def set_dispatch_method(self, method: str, authorization: str | None = None) -> str:
         self.tokens.require(Role.ADMIN, authorization)
@@ -175,8 +174,10 @@ class Controller:
         return {"models": [asdict(m) for m in self.registry.models()]}
 
     def health(self) -> dict[str, Any]:
+        backend = self.registry.backend_health()
         return {
-            "status": "ok",
+            "status": "degraded" if backend["degraded"] else "ok",
+            **backend,
             "workers": len(self.registry),
             "models": len(self.registry.list_models()),
             "dispatch_method": self.dispatch_method,
@@ -184,10 +185,11 @@ class Controller:
             "admin": "open" if self.tokens.admin_token is None else "token",
         }
 
-    def stats_view(self) -> dict[str, Any]:
+    async def stats_view(self) -> dict[str, Any]:
+        points = await self.registry.shared_stats(self.stats.points())
         return {
             "interval_s": self.stats.interval_s,
-            "points": [asdict(p) for p in self.stats.points()],
+            "points": [asdict(p) for p in points],
             "totals": {"requests": self.stats.total_requests, "errors": self.stats.total_errors},
         }
 
@@ -203,18 +205,21 @@ class Controller:
         """Remove expired workers every sweep interval."""
         while True:
             await asyncio.sleep(self.settings.sweep_interval_s)
-            for address in self.registry.expire():
+            for address in await self.registry.expire_shared():
                 log.warning("removed worker %s: no heartbeat for %gs", address,
                             self.registry.heart_beat_expiration_s)
+            raise_if_cancelled()
 
     async def record_stats_forever(self) -> None:
         """Close one time-series interval per stats interval."""
         while True:
             await asyncio.sleep(self.settings.stats_interval_s)
             views = self.registry.views()
-            self.stats.close_interval(
+            point = self.stats.close_interval(
                 sum(v.in_flight for v in views), {v.address: v.load for v in views}
             )
+            await self.registry.publish_stats(point)
+            raise_if_cancelled()
 
     async def report_to_parent_forever(self, parent: str, own_address: str) -> None:
         """Be a worker of a parent controller: register, heartbeat, register again when asked."""
@@ -255,3 +260,19 @@ class Controller:
                 text = await response.text()
                 raise ValueError(f"{path} answered HTTP {response.status}: {text[:300]}")
             return await response.json(content_type=None) or {}
+
+
+def build_registry(settings: ControllerSettings) -> Registry:
+    """In memory, or shared through Redis when a registry URL is set."""
+    breaker = {"breaker_failures": settings.breaker_failures,
+               "breaker_cooldown_s": settings.breaker_cooldown_s}
+    if settings.registry_url:
+        from controller.redis_registry import RedisRegistry  # only needed with Redis
+
+        return RedisRegistry(
+            settings.registry_url, settings.heart_beat_expiration_s,
+            key_prefix=settings.registry_key_prefix,
+            sync_interval_s=settings.registry_sync_interval_s,
+            stats_window_s=settings.stats_window_s, **breaker,
+        )
+    return Registry(settings.heart_beat_expiration_s, **breaker)

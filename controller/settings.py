@@ -54,6 +54,10 @@ class ControllerSettings:
     max_images: int = 16
     max_image_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000
+    # Shared registry for several replicas: redis://host:6379/0 (none: in memory).
+    registry_url: str | None = None
+    registry_sync_interval_s: float = 0.1
+    registry_key_prefix: str = "vision-chat:"
     # Circuit breaker: this many failures in a row take a worker out of dispatch for a while.
     breaker_failures: int = 3
     breaker_cooldown_s: float = 30.0
@@ -77,6 +81,7 @@ class ControllerSettings:
             "stats_interval_s",
             "stats_window_s",
             "breaker_cooldown_s",
+            "registry_sync_interval_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be > 0, not {getattr(self, name)}")
@@ -211,6 +216,19 @@ _OPTIONS = (
     _Option(
         "--max-image-pixels", "max_image_pixels", "CONTROLLER_MAX_IMAGE_PIXELS", int,
         "largest image accepted, in pixels (decompression bombs are refused unread)",
+    ),
+    _Option(
+        "--registry-url", "registry_url", "CONTROLLER_REGISTRY_URL", str,
+        "Redis URL of a registry shared by several controller replicas (redis://host:6379/0)",
+    ),
+    _Option(
+        "--registry-sync-interval", "registry_sync_interval_s",
+        "CONTROLLER_REGISTRY_SYNC_INTERVAL", float,
+        "seconds between two synchronisations of this replica with the shared registry",
+    ),
+    _Option(
+        "--registry-key-prefix", "registry_key_prefix", "CONTROLLER_REGISTRY_KEY_PREFIX", str,
+        "prefix of every Redis key (several clusters can share one Redis)",
     ),
     _Option(
         "--breaker-failures", "breaker_failures", "CONTROLLER_BREAKER_FAILURES", int,

@@ -23,6 +23,7 @@ python -m pip install --quiet -r requirements-dev.txt
 
 need_debs=()
 command -v chromium >/dev/null 2>&1 || need_debs+=(chromium)
+command -v redis-server >/dev/null 2>&1 || need_debs+=(redis-server)
 if ((${#need_debs[@]})); then
   if command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
     log "installing Debian packages: ${need_debs[*]}"

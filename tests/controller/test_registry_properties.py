@@ -55,6 +55,8 @@ class RegistryMachine(RuleBasedStateMachine):
         assert removed == expected
         for address in removed:
             del self.models[address]
+        # As with remove: streams to a forgotten worker are no longer counted anywhere.
+        self.open_streams = [a for a in self.open_streams if a not in removed]
 
     @rule(model=st.sampled_from(MODELS), method=st.sampled_from(["lottery", "shortest_queue"]),
           stream=st.booleans())
