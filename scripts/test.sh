@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install everything the tests need and run all of them: lint, then pytest.
 # Usage: bash scripts/test.sh [pytest args...]
-# Creates .venv (or uses the active virtualenv), installs requirements-dev.txt, installs
-# Debian's chromium for the browser tests when it is missing (needs root and apt-get).
+# Creates .venv (or uses the active virtualenv), installs requirements-dev.txt, and installs
+# the Debian packages the tests use when they are missing (needs root and apt-get):
+# chromium (browser tests), redis-server (shared-registry tests), a CJK font.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,8 @@ python -m pip install --quiet -r requirements-dev.txt
 need_debs=()
 command -v chromium >/dev/null 2>&1 || need_debs+=(chromium)
 command -v redis-server >/dev/null 2>&1 || need_debs+=(redis-server)
+# Chinese UI text in the browser tests and screenshots needs a CJK font.
+[[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]] || need_debs+=(fonts-wqy-microhei)
 if ((${#need_debs[@]})); then
   if command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
     log "installing Debian packages: ${need_debs[*]}"
