@@ -172,12 +172,15 @@ def small_png() -> str:
 @pytest.mark.parametrize(
     ("prompt", "names"),
     [
-        ([{"role": "user", "content": "x"}] * 4, "4 messages; the limit is 3"),
-        ([{"role": "user", "content": "x" * 101}], "101 characters"),
-        ([{"role": "user", "content": "look", "image": [small_png()] * 3}], "3 images"),
+        ([{"role": "user", "content": "x"}] * 4,
+         "prompt messages is 4; the limit is 3 (CONTROLLER_MAX_MESSAGES)"),
+        ([{"role": "user", "content": "x" * 101}], "characters is 101"),
+        ([{"role": "user", "content": "look", "image": [small_png()] * 3}],
+         "the number of images is 3"),
         ([{"role": "user", "content": "bomb", "image": [png_header_only(50_000, 50_000)]}],
-         "2500000000 pixels"),
-        ([{"role": "user", "content": "big", "image": ["A" * 4000]}], "about 3000 bytes"),
+         "(50000x50000) is 2500000000"),
+        ([{"role": "user", "content": "big", "image": ["A" * 4000]}],
+         "in bytes is 3000; the limit is 2000"),
     ],
 )
 def test_prompt_limits_refuse_before_any_worker_is_asked(
