@@ -42,7 +42,7 @@ class Sizes:
     load_streams: tuple[int, ...] = (256, 1000)
     load_frames: int = 100
     load_gap_ms: float = 20
-    load_rounds: int = 2
+    load_rounds: int = 3
     hung_workers: int = 10
     status_timeout_s: float = 5.0
     sim_jobs: int = 100_000
