@@ -68,6 +68,8 @@ class AppRuntime:
                 host=self.settings.controller_host,
                 port=self.settings.controller_port,
                 dispatch_method=self.settings.dispatch_method,
+                # --registry-url wins over CONTROLLER_REGISTRY_URL, which from_env read.
+                registry_url=self.settings.registry_url or None,
             )
         except (SettingsError, SystemExit) as exc:
             self.notices.append(Notice("error", f"invalid CONTROLLER_* setting: {exc}"))
@@ -93,7 +95,9 @@ class AppRuntime:
                 "running controller with `--controller-url URL`.",
             ))
             return False
-        log.info("controller on %s:%s", controller_settings.host, controller_settings.port)
+        registry = "redis" if controller_settings.registry_url else "memory"
+        log.info("controller on %s:%s, registry %s", controller_settings.host,
+                 controller_settings.port, registry)
         return True
 
     def _spawn_workers(self) -> None:

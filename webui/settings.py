@@ -32,6 +32,13 @@ class AppSettings:
     simulated_workers: int = 0
     log_dir: Path = REPO_ROOT / "logs"
     max_images: int = 4
+    # Checked on upload before anything decodes the image (the controller's defaults).
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    # Text of the whole prompt (system prompt and every message), as the controller counts it.
+    max_prompt_chars: int = 200_000
+    # Shared registry of the embedded controller (redis://host:6379/0); none: in memory.
+    registry_url: str | None = None
     # Never taken from argv: a password on the command line is visible in `ps`.
     admin_password: str | None = None
     # Sent as `Authorization: Bearer` for the admin actions when the controller requires it;
@@ -60,6 +67,18 @@ class AppSettings:
             )
         if not 1 <= self.max_images <= 32:
             raise AppSettingsError(f"max images must be in 1..32, not {self.max_images}")
+        for name in ("max_image_bytes", "max_image_pixels", "max_prompt_chars"):
+            if getattr(self, name) < 1:
+                raise AppSettingsError(
+                    f"{name.replace('_', ' ')} must be >= 1, not {getattr(self, name)}"
+                )
+        if self.registry_url and not self.registry_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise AppSettingsError(
+                "registry URL must start with redis://, rediss:// or unix://, "
+                f"not {self.registry_url!r}"
+            )
         if self.admin_refresh_s < 0.5:
             raise AppSettingsError(f"admin refresh must be >= 0.5 s, not {self.admin_refresh_s}")
         if self.controller_url and not self.controller_url.startswith(("http://", "https://")):
@@ -116,6 +135,14 @@ _OPTIONS = (
             "folder of the daily conversation logs and uploaded images"),
     _Option("--max-images", "max_images", "APP_MAX_IMAGES", int,
             "images per conversation"),
+    _Option("--max-image-bytes", "max_image_bytes", "APP_MAX_IMAGE_BYTES", int,
+            "largest image upload, in bytes"),
+    _Option("--max-image-pixels", "max_image_pixels", "APP_MAX_IMAGE_PIXELS", int,
+            "largest image upload, in pixels (read from the header, before decoding)"),
+    _Option("--max-prompt-chars", "max_prompt_chars", "APP_MAX_PROMPT_CHARS", int,
+            "most characters of text in one conversation sent to a model"),
+    _Option("--registry-url", "registry_url", "CONTROLLER_REGISTRY_URL", str,
+            "Redis registry the embedded controller shares with other replicas"),
     _Option("--admin-refresh", "admin_refresh_s", "APP_ADMIN_REFRESH", float,
             "seconds between two refreshes of the admin page"),
 )
