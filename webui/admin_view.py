@@ -36,15 +36,18 @@ class Snapshot:
     heart_beat_expiration_s: float = 0.0
     models: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    # GET /health: registry backend, degraded or not, open registration.
+    health: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     polled_at: float = 0.0
 
 
 @st.cache_data(ttl=POLL_TTL_S, show_spinner=False)
 def poll(controller_url: str) -> Snapshot:
-    """One poll of /workers, /models and /stats, shared by all sessions for POLL_TTL_S."""
+    """One poll of /health, /workers, /models and /stats, shared by all sessions for POLL_TTL_S."""
     client = ControllerClient(controller_url, timeout_s=3.0)
     try:
+        health = client.health()
         workers = client.workers()
         models = client.models()
         stats = client.stats()
@@ -56,6 +59,7 @@ def poll(controller_url: str) -> Snapshot:
         heart_beat_expiration_s=float(workers.get("heart_beat_expiration_s", 0.0)),
         models=[{"name": m.name, "multimodal": m.multimodal, "workers": m.workers} for m in models],
         stats=stats,
+        health=health,
         polled_at=time.time(),
     )
 
@@ -73,18 +77,31 @@ def requests_per_minute(stats: dict[str, Any], now_s: float | None = None) -> fl
 # time with 200 workers.
 STATUSES = ("healthy", "late", "expired")
 STATUS_COLORS = ("#21c354", "#ffa421", "#ff4b4b")
-_STATUS_ORDER = {"expired": 0, "late": 1}
+# The controller says half_open; the table shows words.
+BREAKER_LABELS = {"closed": "closed", "half_open": "half-open", "open": "open"}
+BREAKERS = tuple(BREAKER_LABELS.values())
+BREAKER_COLORS = ("#21c354", "#ffa421", "#ff4b4b")
+
+
+def _trouble_rank(worker: dict[str, Any]) -> int:
+    """0 first: expired or breaker open; then late or half-open; healthy and closed last."""
+    status, breaker = worker.get("status", ""), worker.get("breaker", "closed")
+    if status == "expired" or breaker == "open":
+        return 0
+    if status == "late" or breaker == "half_open":
+        return 1
+    return 2
 
 
 def worker_table(snapshot: Snapshot, lg: str) -> pd.DataFrame:
-    """One row per worker, late and expired ones first, in the column order of the table."""
-    workers = sorted(
-        snapshot.workers,
-        key=lambda w: (_STATUS_ORDER.get(w.get("status", ""), 2), w.get("address", "")),
-    )
+    """One row per worker, those in trouble first, in the column order of the table."""
+    workers = sorted(snapshot.workers, key=lambda w: (_trouble_rank(w), w.get("address", "")))
     rows = [
         {
             t("col_status", lg): [w.get("status", "")],
+            t("col_breaker", lg): [BREAKER_LABELS.get(w.get("breaker", "closed"),
+                                                      str(w.get("breaker", "")))],
+            t("col_failures", lg): int(w.get("consecutive_failures", 0)),
             t("col_address", lg): w.get("address", ""),
             t("col_models", lg): ", ".join(w.get("model_names", [])),
             t("col_images", lg): bool(w.get("multimodal")),
@@ -102,6 +119,33 @@ def late_workers(snapshot: Snapshot) -> list[str]:
     """Addresses of workers whose heartbeat is late or expired."""
     return [w.get("address", "") for w in snapshot.workers
             if w.get("status") in ("late", "expired")]
+
+
+def open_breakers(snapshot: Snapshot) -> list[str]:
+    """Addresses of workers taken out of dispatch by their circuit breaker."""
+    return [w.get("address", "") for w in snapshot.workers if w.get("breaker") == "open"]
+
+
+def _listed(addresses: list[str]) -> str:
+    return ", ".join(addresses[:5]) + (" …" if len(addresses) > 5 else "")
+
+
+def _health_banners(snapshot: Snapshot, lg: str) -> None:
+    """Registry backend, a degraded shared registry, and open registration, said plainly."""
+    health = snapshot.health
+    registry = health.get("registry", "memory")
+    if registry == "redis":
+        age = health.get("snapshot_age_s")
+        st.caption(t("registry_redis", lg) + (
+            "" if age is None else " " + t("registry_synced", lg, seconds=float(age))
+        ))
+    else:
+        st.caption(t("registry_memory", lg))
+    if health.get("status") == "degraded":
+        st.error(t("registry_degraded", lg, error=health.get("redis_error") or "-"),
+                 icon=":material/sync_problem:")
+    if health.get("registration") == "open":
+        st.warning(t("registration_open", lg), icon=":material/lock_open:")
 
 
 def _short(address: str) -> str:
@@ -192,20 +236,27 @@ def _dashboard(controller_url: str, refresh_s: float) -> Snapshot:
     if snapshot.error:
         st.error(snapshot.error, icon=":material/cloud_off:")
         return snapshot
+    _health_banners(snapshot, lg)
     _metrics(snapshot, lg)
     if snapshot.workers:
         table = worker_table(snapshot, lg)
         late = late_workers(snapshot)
         if late:
-            shown = ", ".join(late[:5]) + (" …" if len(late) > 5 else "")
-            st.warning(t("late_workers", lg, n=len(late), addresses=shown),
+            st.warning(t("late_workers", lg, n=len(late), addresses=_listed(late)),
                        icon=":material/schedule:")
+        tripped = open_breakers(snapshot)
+        if tripped:
+            st.warning(t("open_breakers", lg, n=len(tripped), addresses=_listed(tripped)),
+                       icon=":material/electrical_services:")
         st.dataframe(
             table, hide_index=True, width="stretch",
             height=min(38 + 35 * len(table), 420),
             column_config={
                 t("col_status", lg): st.column_config.MultiselectColumn(
                     options=STATUSES, color=STATUS_COLORS
+                ),
+                t("col_breaker", lg): st.column_config.MultiselectColumn(
+                    options=BREAKERS, color=BREAKER_COLORS
                 ),
                 t("col_speed", lg): st.column_config.NumberColumn(format="%g"),
                 t("col_heartbeat", lg): st.column_config.NumberColumn(format="%.1f"),

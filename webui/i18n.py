@@ -24,7 +24,24 @@ STRINGS: dict[str, tuple[str, str]] = {
         "To add a model, start a worker that registers with this controller:",
         "如需添加模型，请启动一个向本控制器注册的 worker：",
     ),
-    "controller_unreachable": ("Cannot list the models: {error}", "无法获取模型列表：{error}"),
+    "controller_unreachable": (
+        "The controller at {url} is not answering (restarting?). Your conversation is kept; "
+        "this page reconnects by itself, and chat resumes once a worker has registered again.",
+        "控制器 {url} 无响应（可能正在重启）。对话已保留；本页面会自动重连，"
+        "worker 重新注册后即可继续对话。",
+    ),
+    "waiting_for_controller": ("Waiting for the controller…", "正在等待控制器…"),
+    "message_too_long": (
+        "Your message is {n:,} characters long; the limit is {limit:,}. Nothing was sent: "
+        "shorten it or send it in parts.",
+        "消息长度为 {n:,} 个字符，上限为 {limit:,}。未发送：请缩短或分多次发送。",
+    ),
+    "conversation_too_long": (
+        "With this message the conversation would be {n:,} characters long; the limit is "
+        "{limit:,}. Nothing was sent: start a new conversation with Clear.",
+        "加上这条消息，对话将达到 {n:,} 个字符，上限为 {limit:,}。未发送：请点击“清空对话”"
+        "开始新对话。",
+    ),
     "system_prompt": ("System prompt", "系统提示词"),
     "system_prompt_default": (
         "You are a helpful assistant.",
@@ -85,9 +102,12 @@ STRINGS: dict[str, tuple[str, str]] = {
     "rate_chart": ("Requests per minute (last 15 min)", "每分钟请求数（最近 15 分钟）"),
     "no_stats": ("No traffic recorded yet.", "暂无流量记录。"),
     "late_legend": (
-        "late: no heartbeat for half the expiry; expired: about to be removed. "
-        "Both are listed first.",
-        "late（延迟）：超过一半过期时间未收到心跳；expired（过期）：即将移除。二者排在最前。",
+        "late: no heartbeat for half the expiry; expired: about to be removed. Breaker open: out "
+        "of dispatch for a cool-down after failures in a row; half-open: the next request "
+        "probes it. Workers in trouble are listed first.",
+        "late（延迟）：超过一半过期时间未收到心跳；expired（过期）：即将移除。"
+        "熔断器 open：连续失败后暂停调度一段时间；half-open：下一个请求用于探测。"
+        "有问题的 worker 排在最前。",
     ),
     "late_workers": ("{n} late workers: {addresses}", "{n} 个 worker 心跳延迟：{addresses}"),
     "updated": ("Updated {time}, every {seconds:g} s", "更新于 {time}，每 {seconds:g} 秒刷新"),
@@ -99,6 +119,40 @@ STRINGS: dict[str, tuple[str, str]] = {
     "col_heartbeat": ("Since heartbeat (s)", "距上次心跳 (秒)"),
     "col_status": ("Status", "状态"),
     "col_images": ("Images", "图片"),
+    "col_breaker": ("Breaker", "熔断器"),
+    "col_failures": ("Failures in a row", "连续失败"),
+    "open_breakers": (
+        "{n} workers out of dispatch (circuit breaker open after repeated failures): "
+        "{addresses}",
+        "{n} 个 worker 因连续失败被熔断，暂停调度：{addresses}",
+    ),
+    "registry_memory": (
+        "Registry: in memory (this controller only)",
+        "注册表：内存（仅本控制器）",
+    ),
+    "registry_redis": (
+        "Registry: Redis, shared by every controller replica",
+        "注册表：Redis，所有控制器副本共享",
+    ),
+    "registry_synced": ("(synced {seconds:.1f} s ago)", "（{seconds:.1f} 秒前同步）"),
+    "registry_degraded": (
+        "The shared registry (Redis) is unreachable: {error}. The controller keeps serving "
+        "from its last known view, which this page shows; workers that joined or left through "
+        "other replicas meanwhile are not seen. It catches up by itself when Redis is back.",
+        "共享注册表（Redis）无法访问：{error}。控制器继续使用最后已知的状态提供服务，本页显示的"
+        "即为该状态；其间通过其他副本加入或离开的 worker 不可见。Redis 恢复后会自动同步。",
+    ),
+    "registration_open": (
+        "Worker registration is open: anyone who can reach this controller can register a "
+        "worker under any model name, and users' prompts would then be sent to it. Set "
+        "CONTROLLER_WORKER_TOKEN (for `streamlit run app.py` or `python -m controller`) and "
+        "start workers with WORKER_CONTROLLER_TOKEN (or --controller-token); the app's own "
+        "workers get the token by themselves.",
+        "Worker 注册未加保护：任何能访问本控制器的人都可以用任意模型名注册 worker，"
+        "用户的提问随后会被发送给它。请为控制器设置 CONTROLLER_WORKER_TOKEN（`streamlit run "
+        "app.py` 或 `python -m controller`），并用 WORKER_CONTROLLER_TOKEN（或 "
+        "--controller-token）启动 worker；本应用自带的 worker 会自动获得该令牌。",
+    ),
 }
 
 

@@ -31,6 +31,10 @@ def submit(at: AppTest, label: str) -> AppTest:
     return button.click().run()
 
 
+def late_warnings(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning if "late workers" in w.value]
+
+
 def metric(at: AppTest, label: str) -> str:
     [value] = [m.value for m in at.metric if m.label == label]
     return value
@@ -60,10 +64,26 @@ def test_late_workers_are_marked_and_listed_first() -> None:
     assert admin_view.late_workers(snapshot) == ["http://b:1", "http://c:1"]
 
 
+def test_open_breakers_are_listed_first_with_the_late_ones() -> None:
+    snapshot = admin_view.Snapshot(workers=[
+        {"address": "http://a:1", "status": "healthy", "breaker": "closed"},
+        {"address": "http://b:1", "status": "late", "breaker": "closed"},
+        {"address": "http://c:1", "status": "healthy", "breaker": "half_open",
+         "consecutive_failures": 3},
+        {"address": "http://d:1", "status": "healthy", "breaker": "open",
+         "consecutive_failures": 4},
+    ])
+    table = admin_view.worker_table(snapshot, "en")
+    assert list(table["Address"]) == ["http://d:1", "http://b:1", "http://c:1", "http://a:1"]
+    assert list(table["Breaker"]) == [["open"], ["closed"], ["half-open"], ["closed"]]
+    assert list(table["Failures in a row"]) == [4, 0, 3, 0]
+    assert admin_view.open_breakers(snapshot) == ["http://d:1"]
+
+
 def test_late_worker_warning_on_page(admin: AppTest, controller: str, start_worker) -> None:
     start_worker()
     admin.run()
-    assert not admin.warning
+    assert not late_warnings(admin)
     # A worker that registered with heartbeats and then fell silent.
     requests.post(f"{controller}/register_worker", json={
         "worker_name": "http://127.0.0.1:9", "check_heart_beat": True,
@@ -74,7 +94,8 @@ def test_late_worker_warning_on_page(admin: AppTest, controller: str, start_work
                timeout_s=30)
     admin_view.poll.clear()
     admin.run()
-    assert "1 late workers: http://127.0.0.1:9" in admin.warning[0].value
+    [warning] = late_warnings(admin)
+    assert "1 late workers: http://127.0.0.1:9" in warning
     assert list(admin.dataframe[0].value["Status"][0]) == ["late"]
 
 
@@ -195,3 +216,47 @@ def test_admin_actions_send_the_controller_token(
     assert not at.error
     workers = requests.get(f"{guarded_controller}/workers", timeout=5).json()
     assert workers["dispatch_method"] == "lottery"
+
+
+def test_open_registration_is_said_plainly(admin: AppTest) -> None:
+    admin.run()
+    [warning] = [w.value for w in admin.warning if "registration is open" in w.value]
+    assert "anyone who can reach this controller can register a worker" in warning
+    assert "CONTROLLER_WORKER_TOKEN" in warning
+    assert "Registry: in memory (this controller only)" in [c.value for c in admin.caption]
+
+
+def test_no_registration_warning_with_a_worker_token(guarded_controller: str) -> None:
+    at = AppTest.from_file(ADMIN_PAGE, default_timeout=30)
+    at.run()
+    assert not at.exception
+    assert not [w for w in at.warning if "registration is open" in w.value]
+
+
+def test_breaker_of_a_failing_worker_shows_open(
+    admin: AppTest, controller: str, start_worker
+) -> None:
+    alive = start_worker()
+    # Registered but nobody listens: every request to it fails and counts against its breaker.
+    register_fake_worker(controller, "http://127.0.0.1:9", ["ghost"])
+
+    def breaker() -> str:
+        views = requests.get(f"{controller}/workers", timeout=5).json()["workers"]
+        return next(w["breaker"] for w in views if w["address"] == "http://127.0.0.1:9")
+
+    for _ in range(10):
+        if breaker() == "open":
+            break
+        with requests.post(f"{controller}/worker_generate_stream", timeout=30, json={
+            "model": "ghost", "prompt": [{"role": "user", "content": "hi"}],
+        }) as resp:
+            resp.content  # noqa: B018 - read the whole (error) stream
+    assert breaker() == "open"
+    admin.run()
+    assert not admin.exception
+    table = admin.dataframe[0].value
+    assert list(table["Address"]) == ["http://127.0.0.1:9", alive]
+    assert [list(b) for b in table["Breaker"]] == [["open"], ["closed"]]
+    assert table["Failures in a row"][0] >= 3
+    [warning] = [w.value for w in admin.warning if "circuit breaker open" in w.value]
+    assert warning.startswith("1 workers out of dispatch") and "http://127.0.0.1:9" in warning
