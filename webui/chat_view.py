@@ -24,12 +24,15 @@ from webui.generation import (
 )
 from webui.i18n import t
 from webui.images import ACCEPTED_TYPES, ChatImage, ImageRejected, load_image
+from webui.settings import AppSettings
 
 # Redraw the streamed answer at most this often: every token would flood the websocket.
 STREAM_REDRAW_S = 0.05
 MODELS_TTL_S = 2.0
 WAIT_POLL_S = 1.0
-UNREACHABLE_POLL_S = 10.0
+# While the controller is down (e.g. restarting): a refused connection costs nothing, and the
+# page should be back soon after the controller is.
+UNREACHABLE_POLL_S = 2.0
 # Wide enough to read the labels, small enough to keep the conversation in view.
 BOXED_IMAGE_WIDTH_PX = 560
 
@@ -82,11 +85,15 @@ def _sidebar(models: list[ModelInfo]) -> tuple[ModelInfo | None, str, dict[str, 
     with st.sidebar:
         names = [m.name for m in models]
         # The picker keeps its value across reruns by key, even when the options change; a
-        # model that went away (or none while the list was empty) must not stay selected.
+        # model that went away (or none while the list was empty) must not stay selected. The
+        # one picked last comes back with its worker (e.g. after a controller restart).
         if names and st.session_state.get("chat_model") not in names:
-            st.session_state.chat_model = names[0]
+            wanted = st.session_state.get("chat_model_wanted")
+            st.session_state.chat_model = wanted if wanted in names else names[0]
         name = st.selectbox(t("model", lg), names, key="chat_model",
                             placeholder=t("no_models", lg))
+        if name is not None:
+            st.session_state.chat_model_wanted = name
         model = next((m for m in models if m.name == name), None)
         if model is not None:
             st.caption(t("takes_images", lg) if model.multimodal else t("text_only", lg))
@@ -140,23 +147,38 @@ def _render_history(messages: list[Message]) -> None:
                     st.markdown(message.content)
 
 
-def _accept_images(files: list[Any], messages: list[Message], max_images: int,
-                   log: ConversationLog) -> list[ChatImage]:
+def _accept_images(files: list[Any], messages: list[Message], settings: AppSettings,
+                   log: ConversationLog, problems: list[str]) -> list[ChatImage]:
+    """The uploads within the limits, saved; what was refused and why goes to `problems`."""
     lg = lang()
-    room = max(0, max_images - images_in(messages))
+    room = max(0, settings.max_images - images_in(messages))
     accepted: list[ChatImage] = []
     for upload in files[:room]:
         try:
-            image = load_image(upload.getvalue(), upload.name)
+            image = load_image(upload.getvalue(), upload.name,
+                               max_bytes=settings.max_image_bytes,
+                               max_pixels=settings.max_image_pixels)
         except ImageRejected as exc:
-            st.toast(t("image_rejected", lg, error=exc), icon=":material/warning:")
+            problems.append(t("image_rejected", lg, error=exc))
             continue
         log.save_image(image)
         accepted.append(image)
     if len(files) > room:
         names = ", ".join(f.name for f in files[room:])
-        st.toast(t("too_many_images", lg, n=max_images, names=names), icon=":material/warning:")
+        problems.append(t("too_many_images", lg, n=settings.max_images, names=names))
     return accepted
+
+
+def _text_problem(text: str, system_prompt: str, messages: list[Message],
+                  max_chars: int) -> str | None:
+    """Why a message cannot be sent for its length, counted as the controller counts it."""
+    lg = lang()
+    if len(text) > max_chars:
+        return t("message_too_long", lg, n=len(text), limit=max_chars)
+    total = len(system_prompt.strip()) + sum(len(m.content) for m in messages) + len(text)
+    if total > max_chars:
+        return t("conversation_too_long", lg, n=total, limit=max_chars)
+    return None
 
 
 @dataclass
@@ -262,7 +284,10 @@ def render() -> None:
     model, system_prompt, options = _sidebar(models)
 
     if error:
-        st.warning(t("controller_unreachable", lg, error=error), icon=":material/cloud_off:")
+        # The conversation stays in the session; the poll below brings the page back by itself.
+        st.warning(t("controller_unreachable", lg, url=controller_url),
+                   icon=":material/cloud_off:")
+        st.caption(error)
     if not models:
         st.info(t("no_models", lg), icon=":material/hourglass_empty:")
         runtime = boot.current_runtime()
@@ -282,6 +307,7 @@ def render() -> None:
     placeholder = (
         t("chat_placeholder_images", lg, n=settings.max_images) if takes_images
         else t("chat_placeholder", lg) if model is not None
+        else t("waiting_for_controller", lg) if error
         else t("pick_model_first", lg)
     )
     # The input is pinned to the bottom wherever it is called; reading it first lets the new
@@ -293,14 +319,24 @@ def render() -> None:
         file_type=list(ACCEPTED_TYPES) if takes_images else None,
         disabled=model is None,
     )
+    problems: list[str] = []
+    refused: str | None = None
     if submitted is not None and model is not None:
-        text = submitted if isinstance(submitted, str) else submitted.text
+        text = (submitted if isinstance(submitted, str) else submitted.text).strip()
         files = [] if isinstance(submitted, str) else list(submitted.files)
-        images = _accept_images(files, messages, settings.max_images, log) if files else []
-        if text.strip() or images:
-            messages.append(Message("user", text.strip(), images))
+        # Length first: a message that cannot be sent must not store its images either.
+        refused = _text_problem(text, system_prompt, messages, settings.max_prompt_chars)
+        if refused is None:
+            images = _accept_images(files, messages, settings, log, problems) if files else []
+            if text or images:
+                messages.append(Message("user", text, images))
 
     _render_history(messages)
+    # Below the conversation, next to the input the user is looking at.
+    if refused:
+        st.error(refused, icon=":material/block:")
+    for problem in problems:
+        st.warning(problem, icon=":material/warning:")
     if model is not None and not model.multimodal and images_in(messages):
         st.caption(t("images_ignored", lg, model=model.name))
     if model is not None and messages and messages[-1].role == "user":

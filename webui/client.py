@@ -29,6 +29,14 @@ class ModelInfo:
 _local = threading.local()
 
 
+def _detail(resp: requests.Response) -> str:
+    """The controller's `detail` message of a refusal, else the start of the body."""
+    detail = resp.text[:300]
+    with contextlib.suppress(ValueError, AttributeError):
+        detail = str(resp.json().get("detail", detail))
+    return detail
+
+
 def _session() -> requests.Session:
     # requests.Session is not documented as thread-safe; Streamlit runs each session's script
     # in its own thread, so one pooled session per thread keeps connections reused and safe.
@@ -55,10 +63,9 @@ class ControllerClient:
         except requests.RequestException as exc:
             raise ControllerError(f"cannot reach the controller at {self.base_url}: {exc}") from exc
         if resp.status_code >= 400:
-            detail = resp.text[:300]
-            with contextlib.suppress(ValueError, AttributeError):
-                detail = resp.json().get("detail", detail)
-            raise ControllerError(f"{method} {path} failed with HTTP {resp.status_code}: {detail}")
+            raise ControllerError(
+                f"{method} {path} failed with HTTP {resp.status_code}: {_detail(resp)}"
+            )
         try:
             return resp.json()
         except ValueError as exc:
@@ -130,7 +137,7 @@ class ControllerClient:
             with resp:
                 if resp.status_code >= 400:
                     yield {"text": f"the controller refused the request (HTTP {resp.status_code}): "
-                                   f"{resp.text[:300]}", "error_code": WORKER_FAILED}
+                                   f"{_detail(resp)}", "error_code": WORKER_FAILED}
                     return
                 try:
                     yield from iter_frames(resp.iter_content(chunk_size=None))

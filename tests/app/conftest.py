@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import struct
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,14 @@ def png_bytes(width: int = 320, height: int = 200, color: str = "skyblue",
     return out.getvalue()
 
 
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims `width` x `height` pixels: what a decompression bomb shows first."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
+            + struct.pack(">I", zlib.crc32(chunk)))
+
+
 @pytest.fixture
 def controller() -> Iterator[str]:
     """A real controller on a free loopback port; yields its URL.
@@ -105,7 +115,9 @@ def start_worker(controller: str) -> Iterator[Callable[..., str]]:
 @pytest.fixture
 def app_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, controller: str) -> Path:
     """Point the pages at the test controller and a fresh log folder; returns the log folder."""
-    for name in ("APP_ADMIN_PASSWORD", "APP_MAX_IMAGES", "APP_ADMIN_REFRESH"):
+    for name in ("APP_ADMIN_PASSWORD", "APP_MAX_IMAGES", "APP_ADMIN_REFRESH",
+                 "APP_MAX_IMAGE_BYTES", "APP_MAX_IMAGE_PIXELS", "APP_MAX_PROMPT_CHARS",
+                 "CONTROLLER_REGISTRY_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("APP_CONTROLLER_URL", controller)
     monkeypatch.setenv("APP_LOG_DIR", str(tmp_path / "logs"))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
@@ -15,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from controller.server import BackgroundServer
 from protocol.frames import WORKER_FAILED, encode_frame
-from tests.app.conftest import REPO_ROOT, png_bytes, register_fake_worker
+from tests.app.conftest import REPO_ROOT, png_bytes, png_header_only, register_fake_worker
 from webui import chat_view
 
 CHAT_PAGE = str(REPO_ROOT / "pages" / "chat.py")
@@ -131,7 +133,8 @@ def test_images_beyond_the_limit_are_not_added(
     assert not chat.exception
     assert len(chat.chat_message[0].get("image")) == 1  # one st.image call with a list
     assert len(chat.session_state.chat_messages[0].images) == 2
-    assert "At most 2 images" in chat.toast[0].value
+    assert "At most 2 images" in chat.warning[0].value
+    assert "2.png" in chat.warning[0].value
 
 
 def test_text_model_offers_no_upload(chat: AppTest, start_worker) -> None:
@@ -207,3 +210,80 @@ def test_error_mid_answer_keeps_the_partial_answer(
     [turn] = log_lines(app_env)
     assert turn["finish"] == "error"
     assert turn["messages"][1]["content"] == "The answer is"
+
+
+def test_image_over_the_byte_limit_is_not_sent(
+    chat: AppTest, start_worker, app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APP_MAX_IMAGE_BYTES", "5000")
+    start_worker(multimodal=True)
+    chat.run()
+    small, large = png_bytes(40, 40), png_bytes(600, 600, color="white")
+    large += b"\0" * 5000  # trailing bytes: over the limit whatever the compression
+    chat.chat_input[0].upload("small.png", small, "image/png")
+    chat.chat_input[0].upload("large.png", large, "image/png")
+    chat.chat_input[0].set_value("compare them").run()
+    assert not chat.exception
+    [warning] = chat.warning
+    assert f"large.png is {len(large) / 1024:.1f} KiB; the limit is 4.9 KiB" in warning.value
+    [user] = chat.session_state.chat_messages[:1]
+    assert [i.original_name for i in user.images] == ["small.png"]
+    [turn] = log_lines(app_env)
+    assert len(turn["messages"][0]["images"]) == 1
+    assert len(list((app_env / "images").iterdir())) == 1
+
+
+def test_pixel_bomb_is_refused_from_its_header_without_decoding(
+    chat: AppTest, start_worker, app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start_worker(multimodal=True)
+    chat.run()
+    chat.chat_input[0].upload("cat.png", png_bytes(), "image/png")
+    chat.chat_input[0].set_value("detect the cat").run()
+    assert not chat.warning
+
+    # 8000 x 6000 = 48 M pixels in a few bytes: over the default 40 M.
+    bomb = png_header_only(8000, 6000)
+    opened = []
+    real_open = Image.open
+
+    def watched_open(fp: object, *args: object, **kwargs: object) -> object:
+        opened.append(fp.getvalue() if isinstance(fp, io.BytesIO) else fp)
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", watched_open)
+    chat.chat_input[0].upload("bomb.png", bomb, "image/png")
+    chat.chat_input[0].set_value("and this one?").run()
+    assert not chat.exception
+    [warning] = chat.warning
+    assert "bomb.png is 8000x6000 = 48.0 M pixels; the limit is 40 M pixels" in warning.value
+    assert bomb not in opened
+    # What was accepted before stays; the new text went without the refused image.
+    messages = chat.session_state.chat_messages
+    assert [(m.role, len(m.images)) for m in messages] == [
+        ("user", 1), ("assistant", 0), ("user", 0), ("assistant", 0)
+    ]
+    assert len(list((app_env / "images").iterdir())) == 1
+
+
+def test_too_long_message_is_refused_and_nothing_is_sent(
+    chat: AppTest, start_worker, app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APP_MAX_PROMPT_CHARS", "300")
+    start_worker()
+    chat.run()
+    chat.chat_input[0].set_value("x" * 301).run()
+    assert not chat.exception
+    assert chat.error[0].value.startswith("Your message is 301 characters long; the limit is 300.")
+    assert not chat.chat_message
+    assert not log_lines(app_env)
+
+    chat.chat_input[0].set_value("hi").run()
+    assert not chat.error
+    used = len(chat.text_area(key="system_prompt").value) + sum(
+        len(m.content) for m in chat.session_state.chat_messages
+    )
+    chat.chat_input[0].set_value("y" * max(1, 301 - used)).run()
+    assert "With this message the conversation would be" in chat.error[0].value
+    assert len(chat.session_state.chat_messages) == 2
+    assert len(log_lines(app_env)) == 1
