@@ -530,7 +530,7 @@ def format_table(rows: list[Row]) -> str:
 def machine_line() -> str:
     load = os.getloadavg()
     return (f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start")
+            f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} now")
 
 
 def main(argv: list[str] | None = None) -> int:
