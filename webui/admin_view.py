@@ -258,8 +258,15 @@ def _dashboard(controller_url: str, refresh_s: float) -> Snapshot:
                 t("col_breaker", lg): st.column_config.MultiselectColumn(
                     options=BREAKERS, color=BREAKER_COLORS
                 ),
+                # Short labels, the long meaning in the header's tooltip: the table then fits
+                # the page at 1280 px without scrolling sideways.
+                t("col_failures", lg): st.column_config.NumberColumn(
+                    help=t("col_failures_help", lg)
+                ),
                 t("col_speed", lg): st.column_config.NumberColumn(format="%g"),
-                t("col_heartbeat", lg): st.column_config.NumberColumn(format="%.1f"),
+                t("col_heartbeat", lg): st.column_config.NumberColumn(
+                    format="%.1f", help=t("col_heartbeat_help", lg)
+                ),
             },
         )
         st.caption(t("late_legend", lg))

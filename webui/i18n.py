@@ -116,11 +116,15 @@ STRINGS: dict[str, tuple[str, str]] = {
     "col_speed": ("Speed", "速度"),
     "col_queue": ("Queue", "队列"),
     "col_in_flight": ("In flight", "进行中"),
-    "col_heartbeat": ("Since heartbeat (s)", "距上次心跳 (秒)"),
+    "col_heartbeat": ("Last beat (s)", "心跳 (秒前)"),
+    "col_heartbeat_help": ("Seconds since the last heartbeat", "距上次心跳的秒数"),
     "col_status": ("Status", "状态"),
     "col_images": ("Images", "图片"),
     "col_breaker": ("Breaker", "熔断器"),
-    "col_failures": ("Failures in a row", "连续失败"),
+    "col_failures": ("Failures", "失败"),
+    "col_failures_help": (
+        "Failures in a row; a success resets it", "连续失败次数；成功一次即清零"
+    ),
     "open_breakers": (
         "{n} workers out of dispatch (circuit breaker open after repeated failures): "
         "{addresses}",

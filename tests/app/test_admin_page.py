@@ -76,7 +76,7 @@ def test_open_breakers_are_listed_first_with_the_late_ones() -> None:
     table = admin_view.worker_table(snapshot, "en")
     assert list(table["Address"]) == ["http://d:1", "http://b:1", "http://c:1", "http://a:1"]
     assert list(table["Breaker"]) == [["open"], ["closed"], ["half-open"], ["closed"]]
-    assert list(table["Failures in a row"]) == [4, 0, 3, 0]
+    assert list(table["Failures"]) == [4, 0, 3, 0]
     assert admin_view.open_breakers(snapshot) == ["http://d:1"]
 
 
@@ -257,6 +257,6 @@ def test_breaker_of_a_failing_worker_shows_open(
     table = admin.dataframe[0].value
     assert list(table["Address"]) == ["http://127.0.0.1:9", alive]
     assert [list(b) for b in table["Breaker"]] == [["open"], ["closed"]]
-    assert table["Failures in a row"][0] >= 3
+    assert table["Failures"][0] >= 3
     [warning] = [w.value for w in admin.warning if "circuit breaker open" in w.value]
     assert warning.startswith("1 workers out of dispatch") and "http://127.0.0.1:9" in warning
