@@ -19,6 +19,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.errors import ControllerError, PayloadTooLarge
+from controller.hot_paths import (
+    DISPATCH_PATHS,
+    STREAM_PATH,
+    parse_stream_request,
+    send_json,
+    serve_dispatch,
+    serve_stream,
+)
 from controller.openai_compat import (
     CompletionShaper,
     OpenAIRequestError,
@@ -29,7 +37,6 @@ from controller.openai_compat import (
 from controller.registry import Registry, WorkerStatus
 from controller.service import Controller
 from controller.settings import ControllerSettings
-from controller.stream_route import STREAM_PATH, parse_stream_request, send_json, serve_stream
 from controller.worker_client import new_session
 
 log = logging.getLogger("controller")
@@ -81,8 +88,8 @@ class DispatchMethodBody(BaseModel):
 
 class ControllerApp(FastAPI):
     """FastAPI app with three things in front of the framework, all cheap per request:
-    the body size cap, request counting for /metrics, and the streaming route as a bare
-    ASGI handler (the hot path)."""
+    the body size cap, request counting for /metrics, and the hot paths (streaming and
+    dispatch) as bare ASGI handlers."""
 
     controller: Controller | None = None
     max_body_bytes: int = 0
@@ -101,13 +108,22 @@ class ControllerApp(FastAPI):
             requests[label, 413] += 1
             await send_json(send, 413, {"detail": _too_large(declared, self.max_body_bytes)})
             return
-        is_stream = path == STREAM_PATH and scope["method"] == "POST"
+        is_post = scope["method"] == "POST"
+        is_stream = is_post and path == STREAM_PATH
+        is_dispatch = is_post and path in DISPATCH_PATHS
         if declared is None:
-            receive = _capped(receive, self.max_body_bytes, for_framework=not is_stream)
+            receive = _capped(receive, self.max_body_bytes,
+                              for_framework=not (is_stream or is_dispatch))
         if is_stream:
             status = await serve_stream(receive, send, controller)
             requests[label, status] += 1
             return
+        if is_dispatch:
+            status, receive = await serve_dispatch(path, receive, send, controller)
+            if status:
+                if status > 0:
+                    requests[label, status] += 1
+                return
 
         async def counting_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":

@@ -48,7 +48,9 @@ class WorkerClient:
 
     async def get_status(self, address: str) -> WorkerStatus:
         """Ask one worker for its status; WorkerUnreachable names the worker and the cause."""
-        timeout = aiohttp.ClientTimeout(total=self.status_timeout_s)
+        # aiohttp rounds timeouts above ceil_threshold up to a whole second of the loop
+        # clock (5 s could fire after 6); a status timeout should mean what it says.
+        timeout = aiohttp.ClientTimeout(total=self.status_timeout_s, ceil_threshold=3600)
         try:
             async with self.session.post(
                 f"{address}/worker_get_status", timeout=timeout, allow_redirects=False

@@ -1,8 +1,10 @@
-"""`/worker_generate_stream` as a bare ASGI handler: the hot path skips the framework.
+"""The hot paths as bare ASGI handlers: streaming and dispatch skip the framework.
 
 Starlette's routing, middleware wrappers and StreamingResponse cost several Python calls per
-frame; the proxy forwards every frame of every answer, so this route talks ASGI directly. The
-FastAPI route of the same path stays for the OpenAPI docs and behaves the same.
+request and per frame. The proxy forwards every frame of every answer, and `/get_worker_address`
+and `/list_models` are called once per chat request, so these talk ASGI directly. Their FastAPI
+routes stay for the OpenAPI docs and answer anything unusual (a malformed body gets the same
+4xx as on every other route).
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 STREAM_PATH = "/worker_generate_stream"
+DISPATCH_PATHS = frozenset(("/get_worker_address", "/list_models"))
 _STREAM_HEADERS = [(b"content-type", b"application/octet-stream")]
 
 
-class StreamBackend(Protocol):
+class HotPathBackend(Protocol):
     def check_prompt(self, params: dict[str, Any]) -> None: ...
     def generate_stream(self, model: str, body: bytes) -> AsyncIterator[bytes]: ...
+    def list_models(self) -> list[str]: ...
+    def get_worker_address(self, model: str) -> str: ...
 
 
 def parse_stream_request(body: bytes) -> tuple[dict[str, Any], str]:
@@ -62,7 +67,7 @@ async def send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def serve_stream(receive: Receive, send: Send, backend: StreamBackend) -> int:
+async def serve_stream(receive: Receive, send: Send, backend: HotPathBackend) -> int:
     """Answer one stream request; stop the upstream as soon as the client disconnects.
 
     Returns the HTTP status sent (0 when the client left before a response).
@@ -111,3 +116,41 @@ async def serve_stream(receive: Receive, send: Send, backend: StreamBackend) -> 
     if pumping.done() and not pumping.cancelled() and pumping.exception() is not None:
         raise pumping.exception()
     return 200
+
+
+async def serve_dispatch(
+    path: str, receive: Receive, send: Send, backend: HotPathBackend
+) -> tuple[int, Receive]:
+    """Answer a well-formed dispatch request: (status sent, receive).
+
+    Status 0: not answered here; pass the request on with the returned receive, which replays
+    the body already read. Status -1: the client left.
+    """
+    try:
+        body = await read_body(receive)
+    except ConnectionResetError:
+        return -1, receive
+    except ControllerError as exc:
+        await send_json(send, exc.status_code, {"detail": str(exc)})
+        return exc.status_code, receive
+    if path == "/list_models":
+        await send_json(send, 200, {"models": backend.list_models()})
+        return 200, receive
+    try:
+        params = json.loads(body) if body else None
+    except ValueError:
+        params = None
+    model = params.get("model") if isinstance(params, dict) else None
+    if isinstance(model, str):
+        await send_json(send, 200, {"address": backend.get_worker_address(model)})
+        return 200, receive
+    replayed = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return 0, replay
