@@ -9,6 +9,7 @@ import os
 import platform
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from bench.procs import ROOT, Procs, cpu_s, cpu_split_s, free_ports, post_json, rss_bytes, run_json
 
-SECTIONS = ("dispatch", "proxy", "hung", "quality", "memory")
+SECTIONS = ("dispatch", "redis", "proxy", "hung", "quality", "memory")
 MB = 1024 * 1024
 
 
@@ -272,6 +273,74 @@ def bench_dispatch(sizes: Sizes, client: str) -> list[Row]:
                     f"{client}, 32 connections, {sizes.dispatch_rounds} rounds interleaved"))
     rows.append(Row("dispatch", "errors", str(errors), "", "0", errors == 0))
     return rows
+
+
+def start_redis(procs: Procs) -> str | None:
+    """A throwaway redis-server on a free loopback port (no persistence); None if missing."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    (port,) = free_ports(1)
+    child = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+         "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    child.log = open(os.devnull, "w")  # noqa: SIM115 - Procs.stop closes it
+    procs.children.append(child)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as probe:
+                probe.sendall(b"PING\r\n")
+                if probe.recv(16).startswith(b"+PONG"):
+                    return f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.05)  # polling a process we do not control
+    raise RuntimeError("redis-server did not start")
+
+
+def bench_redis(sizes: Sizes, client: str) -> list[Row]:
+    """Dispatch with the shared Redis registry next to the in-memory one, interleaved."""
+    with Procs() as procs:
+        redis_url = start_redis(procs)
+        if redis_url is None:
+            return [Row("redis", "dispatch with the Redis registry", "skipped",
+                        "redis-server is not installed (Debian: apt-get install redis-server)")]
+        memory, _ = start_controller(procs)
+        shared, _ = start_controller(procs, "--registry-url", redis_url)
+        big_models = [f"model-{i:03d}" for i in range(sizes.big_models)]
+        fake = [f"http://127.0.0.1:{p}" for p in range(30001, 30001 + sizes.big_workers)]
+        for url in (memory, shared):
+            register(url, fake, big_models)
+        deadline = time.monotonic() + 10
+        while post_json(shared + "/list_models")["models"] != sorted(big_models):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis-backed controller never saw its workers")
+            time.sleep(0.05)  # the replica syncs every 0.1 s
+        bodies = [json.dumps({"model": m}) for m in big_models]
+        runs: dict[str, list[dict[str, float]]] = {"memory": [], "redis": []}
+        for round_no in range(sizes.dispatch_rounds):
+            order = (("memory", memory), ("redis", shared))
+            for label, url in order if round_no % 2 == 0 else order[::-1]:
+                runs[label].append(http_load(client, url + "/get_worker_address", bodies, 32,
+                                             sizes.dispatch_s))
+    ratio = _median([r["requests_per_s"] / m["requests_per_s"]
+                     for r, m in zip(runs["redis"], runs["memory"], strict=True)])
+    errors = sum(r["errors"] for rs in runs.values() for r in rs)
+    redis_runs, memory_runs = runs["redis"], runs["memory"]
+    return [
+        Row("redis", f"/get_worker_address, {sizes.big_workers} workers, Redis registry: "
+            "req/s (ratio to in-memory)",
+            f"{_median([r['requests_per_s'] for r in redis_runs]):,.0f} ({ratio:.2f})",
+            f"in-memory {_median([r['requests_per_s'] for r in memory_runs]):,.0f}",
+            ">= 0.7 of in-memory", ratio >= 0.7),
+        Row("redis", "Redis registry: p50 / p99 ms",
+            f"{_ms(_median([r['p50_s'] for r in redis_runs]))} / "
+            f"{_ms(_median([r['p99_s'] for r in redis_runs]))}",
+            f"in-memory {_ms(_median([r['p50_s'] for r in memory_runs]))} / "
+            f"{_ms(_median([r['p99_s'] for r in memory_runs]))}"),
+        Row("redis", "errors", str(errors), "", "0", errors == 0),
+    ]
 
 
 def _streams(urls: list[str], streams: int, frames: int, gap_ms: float) -> dict:
@@ -570,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {section} ...", file=sys.stderr, flush=True)
         if section == "dispatch":
             rows += bench_dispatch(sizes, client)
+        elif section == "redis":
+            rows += bench_redis(sizes, client)
         elif section == "proxy":
             rows += bench_proxy(sizes)
         elif section == "hung":
