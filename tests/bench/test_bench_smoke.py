@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = ("dispatch", "proxy", "hung", "quality", "memory")
+SECTIONS = ("dispatch", "redis", "proxy", "hung", "quality", "memory")
 
 
 def test_quick_run_prints_every_section_with_zero_errors() -> None:
@@ -24,7 +24,7 @@ def test_quick_run_prints_every_section_with_zero_errors() -> None:
     ]
     assert {row[0] for row in rows} == set(SECTIONS), done.stdout
     error_rows = [row for row in rows if row[1].endswith("errors")]
-    assert {row[0] for row in error_rows} >= {"dispatch", "proxy", "hung", "memory"}
+    assert {row[0] for row in error_rows} >= {"dispatch", "redis", "proxy", "hung", "memory"}
     for row in error_rows:
         assert row[2] == "0", f"{row[0]}: {row[1]} = {row[2]} ({row[3]})"
     assert any("shortest_queue" in row[1] for row in rows if row[0] == "quality")
