@@ -150,6 +150,7 @@ class RedisRegistry(Registry):
         self._last_sync = 0.0
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._replicas_seen = 1
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -247,6 +248,7 @@ class RedisRegistry(Registry):
         server_now = now[0] + now[1] / 1e6
         live = {rid for rid, seen in replicas if server_now - seen <= self.replica_ttl_s}
         live.discard(self.replica_id)
+        self._replicas_seen = len(live) + 1
         elsewhere: Counter[str] = Counter()
         for field, count in inflight.items():
             rid, _, address = field.partition("|")
@@ -437,4 +439,5 @@ class RedisRegistry(Registry):
             "redis_error": self._last_error if self._degraded else "",
             "snapshot_age_s": None if age_s is None else round(age_s, 3),
             "replica_id": self.replica_id,
+            "replicas": self._replicas_seen,
         }

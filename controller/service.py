@@ -183,6 +183,8 @@ class Controller:
             "dispatch_method": self.dispatch_method,
             "registration": "open" if self.tokens.registration_open else "token",
             "admin": "open" if self.tokens.admin_token is None else "token",
+            # Clients (the chat page) can check uploads against the limits in force here.
+            "limits": {**asdict(self.limits), "max_body_bytes": self.settings.max_body_bytes},
         }
 
     async def stats_view(self) -> dict[str, Any]:

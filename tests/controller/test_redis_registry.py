@@ -119,7 +119,8 @@ def test_worker_registered_with_one_replica_is_served_by_another(replicas, start
     response = requests.post(b.url + "/worker_generate_stream", stream=True, timeout=10,
                              json={"model": "InternVL2-8B", "prompt": []})
     assert [f["text"] for f in read_frames(response)] == ["word0 ", "word0 word1 "]
-    assert b.get("/health")["registry"] == "redis"
+    health = b.get("/health")
+    assert (health["registry"], health["replicas"]) == ("redis", 2)
 
 
 def test_heartbeats_to_one_replica_keep_the_worker_alive_on_both(replicas) -> None:

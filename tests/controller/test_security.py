@@ -85,6 +85,13 @@ def test_open_registration_is_reported(controller_url) -> None:
     assert (health["registration"], health["admin"]) == ("open", "open")
 
 
+def test_health_reports_the_limits_in_force(start_controller) -> None:
+    url = start_controller(max_images=3, max_image_pixels=1000).url
+    limits = requests.get(url + "/health", timeout=5).json()["limits"]
+    assert (limits["max_images"], limits["max_image_pixels"]) == (3, 1000)
+    assert limits["max_body_bytes"] == 32 * 1024 * 1024
+
+
 def test_allowlist_limits_worker_hosts(start_controller, start_worker) -> None:
     url = start_controller(worker_allowlist="127.0.0.0/8, *.gpu.internal").url
     worker = start_worker()
