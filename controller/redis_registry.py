@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from controller.cancellation import raise_if_cancelled
+from controller.errors import InvalidWorkerStatus
 from controller.registry import Registry, SharedWorkerState, WorkerStatus
 from controller.stats import StatsPoint
 
@@ -151,6 +152,7 @@ class RedisRegistry(Registry):
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._replicas_seen = 1
+        self._parsed_records: dict[str, tuple[tuple[str, ...], float, bool]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -255,12 +257,23 @@ class RedisRegistry(Registry):
             if rid in live:
                 elsewhere[address] += int(count)
         states = []
+        parsed = self._parsed_records
         for address, raw in workers.items():
+            static = parsed.get(raw)
+            if static is None:
+                # Records change only at registration: parse each once, not every sync.
+                try:
+                    record = json.loads(raw)
+                    static = (tuple(record["model_names"]), float(record["speed"]),
+                              bool(record["multimodal"]))
+                except (ValueError, KeyError, TypeError):
+                    log.warning("ignoring a malformed worker record for %s in Redis", address)
+                    continue
+                parsed[raw] = static
             try:
-                static = json.loads(raw)
-                status = WorkerStatus(tuple(static["model_names"]), float(static["speed"]),
-                                      int(queue.get(address, 0)), bool(static["multimodal"]))
-            except (ValueError, KeyError, TypeError):
+                status = WorkerStatus(static[0], static[1], int(queue.get(address, 0)),
+                                      static[2])
+            except (ValueError, InvalidWorkerStatus):
                 log.warning("ignoring a malformed worker record for %s in Redis", address)
                 continue
             states.append(SharedWorkerState(
@@ -275,6 +288,8 @@ class RedisRegistry(Registry):
                 + self._deltas.get(address, (0, 0))[1],
                 in_flight=elsewhere[address] + self._own_in_flight[address],
             ))
+        if len(parsed) > 2 * len(workers) + 64:
+            self._parsed_records = {raw: parsed[raw] for raw in workers.values() if raw in parsed}
         self.load_shared_state(states)
 
     async def _check_epoch(self) -> None:

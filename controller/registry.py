@@ -209,8 +209,13 @@ class Registry:
                     record.open_until = old.open_until
                     record.probing = old.probing
                 workers[state.address] = record
+            membership_changed = workers.keys() != self._workers.keys() or any(
+                workers[a].status.model_names != old.status.model_names
+                for a, old in self._workers.items()
+            )
             self._workers = workers
-            self._reindex()
+            if membership_changed:
+                self._reindex()
 
     def heart_beat_ages(self) -> dict[str, tuple[WorkerStatus, bool, float]]:
         """(status, check_heart_beat, seconds since the last beat) per worker."""
