@@ -191,8 +191,12 @@ def _line_spec(y: str, color: str, mark: str) -> dict[str, Any]:
     return {
         "mark": {"type": mark, "interpolate": "step-after", "tooltip": True},
         "encoding": {
-            "x": {"field": "time", "type": "temporal", "title": None},
-            "y": {"field": y, "type": "quantitative", "title": None},
+            # Whole seconds: right after start-up the default picks millisecond ticks.
+            "x": {"field": "time", "type": "temporal", "title": None,
+                  "axis": {"format": "%H:%M:%S", "tickCount": 5}},
+            # Counts are whole numbers; without this an all-zero series shows "0.000000".
+            "y": {"field": y, "type": "quantitative", "title": None,
+                  "axis": {"format": "d", "tickMinStep": 1}},
             "color": {"field": color, "type": "nominal", "title": None,
                       "legend": {"orient": "bottom", "columns": 2, "labelLimit": 260}},
         },
