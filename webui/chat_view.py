@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -48,6 +49,30 @@ def fetch_models(controller_url: str) -> tuple[list[ModelInfo], str | None]:
         return ControllerClient(controller_url, timeout_s=2.0).models(), None
     except ControllerError as exc:
         return [], str(exc)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def fetch_controller_limits(controller_url: str) -> dict[str, int]:
+    """The prompt limits the controller enforces (empty when it does not say or is down)."""
+    try:
+        limits = ControllerClient(controller_url, timeout_s=2.0).health().get("limits", {})
+    except ControllerError:
+        return {}
+    return {k: v for k, v in limits.items() if isinstance(v, int) and v > 0}
+
+
+def effective_settings(settings: AppSettings, controller_limits: dict[str, int]) -> AppSettings:
+    """The page's limits, lowered to the controller's where it is stricter.
+
+    The controller refuses a prompt over its limits anyway; checking the same limits here
+    says so before anything is uploaded or stored.
+    """
+    lowered = {
+        name: min(getattr(settings, name), controller_limits[name])
+        for name in ("max_image_bytes", "max_image_pixels", "max_prompt_chars")
+        if name in controller_limits
+    }
+    return dataclasses.replace(settings, **lowered) if lowered else settings
 
 
 def _conversation() -> list[Message]:
@@ -273,8 +298,8 @@ def _stream_answer(client: ControllerClient, model: ModelInfo, system_prompt: st
 def render() -> None:
     """The whole chat page."""
     lg = lang()
-    settings = boot.app_settings()
     controller_url = boot.controller_url()
+    settings = effective_settings(boot.app_settings(), fetch_controller_limits(controller_url))
     client = ControllerClient(controller_url)
     log = ConversationLog(settings.log_dir)
     messages = _conversation()

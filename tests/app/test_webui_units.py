@@ -179,3 +179,28 @@ def test_concurrent_turns_never_interleave(tmp_path: Path) -> None:
     lines = path.read_text().splitlines()
     assert len(lines) == 20
     assert all(json.loads(line)["messages"][0]["content"] == long_text for line in lines)
+
+
+def test_page_limits_follow_a_stricter_controller() -> None:
+    from webui.chat_view import effective_settings
+
+    page = parse_settings([], {})
+    lowered = effective_settings(page, {"max_image_pixels": 1000, "max_image_bytes": 10**12,
+                                        "max_images": 1})
+    assert lowered.max_image_pixels == 1000
+    assert lowered.max_image_bytes == page.max_image_bytes  # the page's own is stricter
+    assert lowered.max_images == page.max_images  # per conversation on the page: not lowered
+    assert effective_settings(page, {}) is page
+
+
+def test_controller_limits_are_read_from_health() -> None:
+    from controller.api import create_app
+    from controller.server import BackgroundServer, free_port
+    from controller.settings import ControllerSettings
+    from webui.chat_view import fetch_controller_limits
+
+    port = free_port()
+    settings = ControllerSettings(host="127.0.0.1", port=port, max_image_pixels=1234)
+    with BackgroundServer(create_app(settings), port=port) as server:
+        assert fetch_controller_limits(server.url)["max_image_pixels"] == 1234
+    assert fetch_controller_limits(f"http://127.0.0.1:{free_port()}") == {}
