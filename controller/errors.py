@@ -33,12 +33,6 @@ class WorkerUnreachable(ControllerError):
     status_code = 422
 
 
-class UnknownWorker(ControllerError):
-    """An operation named a worker that is not registered."""
-
-    status_code = 404
-
-
 class NoWorkerForModel(ControllerError):
     """No live worker serves the requested model."""
 

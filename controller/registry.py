@@ -263,9 +263,6 @@ class Registry:
     def __len__(self) -> int:
         return len(self._workers)
 
-    def __contains__(self, address: object) -> bool:
-        return address in self._workers
-
     def addresses(self) -> list[str]:
         with self._lock:
             return list(self._workers)
@@ -325,12 +322,6 @@ class Registry:
         return views
 
     # -- dispatch ---------------------------------------------------------------------------
-
-    def candidates(self, model: str, exclude: Collection[str] = ()) -> list[Candidate]:
-        """Live workers serving `model`, minus `exclude`."""
-        now = self.clock()
-        with self._lock:
-            return self._candidates(model, exclude, now)
 
     def _candidates(self, model: str, exclude: Collection[str], now: float) -> list[Candidate]:
         result = []

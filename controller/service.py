@@ -13,12 +13,12 @@ import aiohttp
 from controller.addresses import AddressPolicy, normalize_worker_address
 from controller.auth import Role, TokenCheck
 from controller.cancellation import raise_if_cancelled
-from controller.errors import InvalidWorkerStatus, UnknownWorker, WorkerUnreachable
+from controller.errors import InvalidWorkerStatus, WorkerUnreachable
 from controller.metrics import ControllerMetrics
 from controller.model_order import sort_models
 from controller.prompt_limits import PromptLimits, check_generation_params
 from controller.proxy import ProxyTimeouts, StreamProxy
-from controller.registry import Clock, Registry, WorkerStatus, policy_named
+from controller.registry import Registry, WorkerStatus, policy_named
 from controller.settings import ControllerSettings
 from controller.stats import ActivityStats
 from controller.worker_client import WorkerClient
@@ -60,10 +60,6 @@ class Controller:
             self.stats,
             self.metrics,
         )
-
-    @property
-    def clock(self) -> Clock:
-        return self.registry.clock
 
     # -- the original protocol --------------------------------------------------------------
 
@@ -194,12 +190,6 @@ class Controller:
             "points": [asdict(p) for p in points],
             "totals": {"requests": self.stats.total_requests, "errors": self.stats.total_errors},
         }
-
-    def worker_status_of(self, address: str) -> dict[str, Any]:
-        for view in self.registry.views():
-            if view.address == address:
-                return asdict(view)
-        raise UnknownWorker(f"worker {address} is not registered")
 
     # -- background duties -------------------------------------------------------------------
 
