@@ -86,11 +86,107 @@ class StreamProxy:
 
     async def stream(self, model: str, body: bytes) -> AsyncIterator[bytes]:
         """The bytes to send to the client: the worker's frames, or exactly one error frame."""
+        # One generator level on purpose: every frame of every answer passes through here.
         started = time.perf_counter()
         self.stats.record_request()
         try:
-            async for chunk in self._stream(model, body, started):
-                yield chunk
+            timeouts = self.timeouts
+            registry = self.registry
+            tried: list[str] = []
+            failures: list[str] = []
+            while len(tried) < self.max_attempts:
+                address = registry.dispatch(
+                    model, self.dispatch_method(), exclude=tried, stream=True
+                )
+                if address is None:
+                    break
+                tried.append(address)
+                response: aiohttp.ClientResponse | None = None
+                try:
+                    # Until the first frame the request may move to another worker.
+                    failure = None
+                    try:
+                        async with asyncio.timeout(timeouts.first_frame_s):
+                            response = await self.session.post(
+                                f"{address}/worker_generate_stream", data=body,
+                                headers=_JSON_HEADERS, timeout=self._client_timeout,
+                                allow_redirects=False,
+                            )
+                            if response.status != 200:
+                                detail = await response.content.read(300)
+                                failure = (
+                                    f"worker {address} answered HTTP {response.status}: "
+                                    f"{detail.decode(errors='replace')}"
+                                )
+                            else:
+                                complete, pending, eof = await _read_frames(response.content, b"")
+                                if not complete and not pending.strip():
+                                    failure = f"worker {address} closed the stream without a frame"
+                    except TimeoutError:
+                        failure = (
+                            f"worker {address} sent no frame within {timeouts.first_frame_s:g} s"
+                        )
+                    except aiohttp.ClientError as exc:
+                        failure = f"worker {address} failed: {exc}"
+                    if failure is not None:
+                        failures.append(failure)
+                        registry.record_failure(address)
+                        continue
+                    self.metrics.first_frame_s.observe(time.perf_counter() - started)
+                    if complete:
+                        yield complete
+                    # From here on the answer belongs to this worker: no failover any more.
+                    last = complete
+                    watchdog = _IdleWatchdog(response.content, timeouts.idle_s)
+                    try:
+                        while not eof:
+                            watchdog.touch()
+                            try:
+                                complete, pending, eof = await _read_frames(
+                                    response.content, pending
+                                )
+                            except _IdleTimeout:
+                                registry.record_failure(address)
+                                yield self._fail(WORKER_FAILED, (
+                                    f"worker {address} stopped sending for {timeouts.idle_s:g} s "
+                                    "in the middle of the answer"
+                                ))
+                                return
+                            except aiohttp.ClientError as exc:
+                                registry.record_failure(address)
+                                yield self._fail(WORKER_FAILED, (
+                                    f"worker {address} failed in the middle of the answer: {exc}"
+                                ))
+                                return
+                            if complete:
+                                last = complete
+                                yield complete
+                    finally:
+                        watchdog.cancel()
+                    if pending.strip():
+                        last = pending + FRAME_SEPARATOR
+                        yield last  # a last frame sent without its separator
+                    self._judge_last_frame(address, last)
+                    return
+                finally:
+                    if response is not None:
+                        # Closing (not releasing) drops the connection, so a worker still
+                        # generating for a client that went away sees it and stops.
+                        response.close()
+                    registry.stream_ended(address)
+            if tried:
+                yield self._fail(
+                    WORKER_FAILED, f"model {model!r}: no worker answered ({'; '.join(failures)})"
+                )
+                return
+            wait_s = registry.cooling_down(model)
+            if wait_s is not None:
+                yield self._fail(WORKER_FAILED, (
+                    f"every worker of model {model!r} failed repeatedly and is out of dispatch "
+                    f"(circuit breaker); the next try is in {wait_s:.0f} s"
+                ))
+            else:
+                yield self._fail(NO_WORKER, f"no worker serves model {model!r}")
         finally:
             self.metrics.stream_duration_s.observe(time.perf_counter() - started)
 
@@ -99,99 +195,6 @@ class StreamProxy:
         self.metrics.stream_errors[code] += 1
         return error_frame(message, code)
 
-    async def _stream(self, model: str, body: bytes, started: float) -> AsyncIterator[bytes]:
-        timeouts = self.timeouts
-        registry = self.registry
-        tried: list[str] = []
-        failures: list[str] = []
-        while len(tried) < self.max_attempts:
-            address = registry.dispatch(model, self.dispatch_method(), exclude=tried, stream=True)
-            if address is None:
-                break
-            tried.append(address)
-            response: aiohttp.ClientResponse | None = None
-            try:
-                # Until the first frame the request may move to another worker.
-                failure = None
-                try:
-                    async with asyncio.timeout(timeouts.first_frame_s):
-                        response = await self.session.post(
-                            f"{address}/worker_generate_stream", data=body,
-                            headers=_JSON_HEADERS, timeout=self._client_timeout,
-                            allow_redirects=False,
-                        )
-                        if response.status != 200:
-                            detail = await response.content.read(300)
-                            failure = (
-                                f"worker {address} answered HTTP {response.status}: "
-                                f"{detail.decode(errors='replace')}"
-                            )
-                        else:
-                            complete, pending, eof = await _read_frames(response.content, b"")
-                            if not complete and not pending.strip():
-                                failure = f"worker {address} closed the stream without a frame"
-                except TimeoutError:
-                    failure = f"worker {address} sent no frame within {timeouts.first_frame_s:g} s"
-                except aiohttp.ClientError as exc:
-                    failure = f"worker {address} failed: {exc}"
-                if failure is not None:
-                    failures.append(failure)
-                    registry.record_failure(address)
-                    continue
-                self.metrics.first_frame_s.observe(time.perf_counter() - started)
-                if complete:
-                    yield complete
-                # From here on the answer belongs to this worker: no failover any more.
-                last = complete
-                watchdog = _IdleWatchdog(response.content, timeouts.idle_s)
-                try:
-                    while not eof:
-                        watchdog.touch()
-                        try:
-                            complete, pending, eof = await _read_frames(response.content, pending)
-                        except _IdleTimeout:
-                            registry.record_failure(address)
-                            yield self._fail(WORKER_FAILED, (
-                                f"worker {address} stopped sending for {timeouts.idle_s:g} s "
-                                "in the middle of the answer"
-                            ))
-                            return
-                        except aiohttp.ClientError as exc:
-                            registry.record_failure(address)
-                            yield self._fail(WORKER_FAILED, (
-                                f"worker {address} failed in the middle of the answer: {exc}"
-                            ))
-                            return
-                        if complete:
-                            last = complete
-                            yield complete
-                finally:
-                    watchdog.cancel()
-                if pending.strip():
-                    last = pending + FRAME_SEPARATOR
-                    yield last  # a last frame sent without its separator
-                self._judge_last_frame(address, last)
-                return
-            finally:
-                if response is not None:
-                    # Closing (not releasing) drops the connection, so a worker still
-                    # generating for a client that went away sees it and stops.
-                    response.close()
-                registry.stream_ended(address)
-        if tried:
-            yield self._fail(
-                WORKER_FAILED, f"model {model!r}: no worker answered ({'; '.join(failures)})"
-            )
-            return
-        wait_s = registry.cooling_down(model)
-        if wait_s is not None:
-            yield self._fail(WORKER_FAILED, (
-                f"every worker of model {model!r} failed repeatedly and is out of dispatch "
-                f"(circuit breaker); the next try is in {wait_s:.0f} s"
-            ))
-        else:
-            yield self._fail(NO_WORKER, f"no worker serves model {model!r}")
-
     def _judge_last_frame(self, address: str, last: bytes) -> None:
         """An answer that ends in a worker-side error frame counts as a failure of the worker."""
         raw = last.rstrip(FRAME_SEPARATOR).rpartition(FRAME_SEPARATOR)[2]
@@ -199,12 +202,11 @@ class StreamProxy:
             code = json.loads(raw).get("error_code", 0)
         except (ValueError, AttributeError):
             code = 0
-        if code and not _is_client_error(code):
+        if code:
             self.metrics.stream_errors[code] += 1
+        if code and not _is_client_error(code):
             self.registry.record_failure(address)
         else:
-            if code:
-                self.metrics.stream_errors[code] += 1
             self.registry.record_success(address)
 
 
