@@ -211,7 +211,6 @@ class RedisRegistry(Registry):
         """Replay what waits, push our counts, pull the cluster's state into the snapshot."""
         if self._outbox:
             await self._replay_outbox()
-        await self._check_epoch()
         await self._sync_out()
         await self._pull()
         if self._degraded:
@@ -245,8 +244,11 @@ class RedisRegistry(Registry):
             pipe.hgetall(self._inflight_key)
             pipe.zrange(self._replicas_key, 0, -1, withscores=True)
             pipe.time()
+            pipe.get(self._epoch_key)
             results = await pipe.execute()
-        workers, checked, queue, beat, dispatched, ended, inflight, replicas, now = results
+        workers, checked, queue, beat, dispatched, ended, inflight, replicas, now, epoch = results
+        if (epoch is None or epoch != self._epoch) and await self._epoch_changed(epoch):
+            return  # what was just read predates the view this replica republished
         server_now = now[0] + now[1] / 1e6
         live = {rid for rid, seen in replicas if server_now - seen <= self.replica_ttl_s}
         live.discard(self.replica_id)
@@ -292,15 +294,22 @@ class RedisRegistry(Registry):
             self._parsed_records = {raw: parsed[raw] for raw in workers.values() if raw in parsed}
         self.load_shared_state(states)
 
-    async def _check_epoch(self) -> None:
-        """Notice that Redis lost its data (restart without persistence) and republish."""
-        await self._redis.set(self._epoch_key, uuid.uuid4().hex, nx=True)
-        epoch = await self._redis.get(self._epoch_key)
-        if self._epoch is not None and epoch != self._epoch:
+    async def _epoch_changed(self, epoch: str | None) -> bool:
+        """Adopt Redis's epoch; True when Redis lost the registry and we republished our view.
+
+        The epoch key is read with every pull, so noticing a restart without persistence costs
+        no extra round trip.
+        """
+        if epoch is None:
+            await self._redis.set(self._epoch_key, uuid.uuid4().hex, nx=True)
+            epoch = await self._redis.get(self._epoch_key)
+        lost = self._epoch is not None
+        self._epoch = epoch
+        if lost:
             log.warning("Redis lost the registry (new epoch); publishing this replica's view")
             for address, (status, check, age_s) in self.heart_beat_ages().items():
                 await self._publish_register(address, status, check, age_s)
-        self._epoch = epoch
+        return lost
 
     async def _replay_outbox(self) -> None:
         operations, self._outbox = self._outbox, {}
