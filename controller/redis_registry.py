@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from controller.cancellation import raise_if_cancelled
 from controller.errors import InvalidWorkerStatus
-from controller.registry import Registry, SharedWorkerState, WorkerStatus
+from controller.registry import Registry, SharedWorkerState, WorkerStatus, check_queue_length
 from controller.stats import StatsPoint
 
 log = logging.getLogger("controller.redis")
@@ -355,6 +355,7 @@ class RedisRegistry(Registry):
         return is_new
 
     async def heartbeat_shared(self, address: str, queue_length: int) -> bool:
+        check_queue_length(queue_length)  # before Redis, as the in-memory heartbeat does
         try:
             exists = bool(await self._scripts["heartbeat"](
                 keys=[self._keys[0], self._keys[2], self._keys[3], self._keys[4],

@@ -22,6 +22,12 @@ from controller.stats import StatsPoint
 Clock = Callable[[], float]
 
 
+def check_queue_length(queue_length: int) -> None:
+    """Raise InvalidWorkerStatus for a queue length no worker can have."""
+    if queue_length < 0:
+        raise InvalidWorkerStatus(f"queue_length must be >= 0, got {queue_length}")
+
+
 @dataclass(frozen=True)
 class WorkerStatus:
     """What a worker reports about itself (`/worker_get_status`)."""
@@ -34,8 +40,7 @@ class WorkerStatus:
     def __post_init__(self) -> None:
         if not self.speed > 0:
             raise InvalidWorkerStatus(f"speed must be > 0, got {self.speed}")
-        if self.queue_length < 0:
-            raise InvalidWorkerStatus(f"queue_length must be >= 0, got {self.queue_length}")
+        check_queue_length(self.queue_length)
 
 
 @dataclass
@@ -152,8 +157,7 @@ class Registry:
 
     def heartbeat(self, address: str, queue_length: int) -> bool:
         """Record a heartbeat; False tells the worker to register again."""
-        if queue_length < 0:
-            raise InvalidWorkerStatus(f"queue_length must be >= 0, got {queue_length}")
+        check_queue_length(queue_length)
         now = self.clock()
         with self._lock:
             record = self._workers.get(address)

@@ -13,7 +13,7 @@ import aiohttp
 from controller.addresses import AddressPolicy, normalize_worker_address
 from controller.auth import Role, TokenCheck
 from controller.cancellation import raise_if_cancelled
-from controller.errors import InvalidWorkerStatus, WorkerUnreachable
+from controller.errors import WorkerUnreachable
 from controller.metrics import ControllerMetrics
 from controller.model_order import sort_models
 from controller.prompt_limits import PromptLimits, check_generation_params
@@ -96,8 +96,6 @@ class Controller:
     ) -> bool:
         self.tokens.require(Role.WORKER, authorization)
         address = normalize_worker_address(worker_name)
-        if queue_length < 0:
-            raise InvalidWorkerStatus(f"queue_length must be >= 0, got {queue_length}")
         return await self.registry.heartbeat_shared(address, queue_length)
 
     async def refresh_all_workers(self, authorization: str | None = None) -> list[str]:
