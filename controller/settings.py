@@ -120,121 +120,135 @@ class ControllerSettings:
 
 
 @dataclass(frozen=True)
-class _Option:
+class EnvOption:
+    """A command-line flag whose default comes from an environment variable."""
+
     flag: str
     dest: str
     env: str
     type: type
     help: str
 
+    def default_from(self, environ: Mapping[str, str], fallback: object) -> object:
+        """The variable's value converted, or `fallback` when unset; ValueError names it."""
+        raw = environ.get(self.env)
+        if raw in (None, ""):
+            return fallback
+        try:
+            return self.type(raw)
+        except ValueError:
+            raise ValueError(
+                f"{self.env}={raw!r} is not a valid {self.type.__name__}"
+            ) from None
+
 
 _OPTIONS = (
-    _Option("--host", "host", "CONTROLLER_HOST", str, "address to listen on"),
-    _Option("--port", "port", "CONTROLLER_PORT", int, "port to listen on"),
-    _Option(
+    EnvOption("--host", "host", "CONTROLLER_HOST", str, "address to listen on"),
+    EnvOption("--port", "port", "CONTROLLER_PORT", int, "port to listen on"),
+    EnvOption(
         "--dispatch-method", "dispatch_method", "CONTROLLER_DISPATCH_METHOD", str,
         "how a worker is chosen: " + " or ".join(DISPATCH_METHODS),
     ),
-    _Option(
+    EnvOption(
         "--heart-beat-expiration", "heart_beat_expiration_s",
         "CONTROLLER_HEART_BEAT_EXPIRATION", float,
         "seconds without a heartbeat after which a worker is removed (FastChat workers: 90)",
     ),
-    _Option(
+    EnvOption(
         "--sweep-interval", "sweep_interval_s", "CONTROLLER_SWEEP_INTERVAL", float,
         "seconds between two sweeps for expired workers",
     ),
-    _Option(
+    EnvOption(
         "--status-timeout", "status_timeout_s", "CONTROLLER_STATUS_TIMEOUT", float,
         "seconds to wait for one worker's /worker_get_status",
     ),
-    _Option(
+    EnvOption(
         "--connect-timeout", "connect_timeout_s", "CONTROLLER_CONNECT_TIMEOUT", float,
         "seconds to connect to a worker when proxying a stream",
     ),
-    _Option(
+    EnvOption(
         "--first-frame-timeout", "first_frame_timeout_s", "CONTROLLER_FIRST_FRAME_TIMEOUT",
         float, "seconds to wait for a worker's first frame before failing over",
     ),
-    _Option(
+    EnvOption(
         "--idle-timeout", "idle_timeout_s", "CONTROLLER_IDLE_TIMEOUT", float,
         "longest gap in seconds between two frames of a stream",
     ),
-    _Option(
+    EnvOption(
         "--max-attempts", "max_attempts", "CONTROLLER_MAX_ATTEMPTS", int,
         "workers one stream may try before the first frame (failover)",
     ),
-    _Option(
+    EnvOption(
         "--parent-controller", "parent_controller", "CONTROLLER_PARENT_CONTROLLER", str,
         "URL of a parent controller to register with as a worker",
     ),
-    _Option(
+    EnvOption(
         "--advertise-address", "advertise_address", "CONTROLLER_ADVERTISE_ADDRESS", str,
         "URL the parent controller uses to reach this one",
     ),
-    _Option(
+    EnvOption(
         "--stats-interval", "stats_interval_s", "CONTROLLER_STATS_INTERVAL", float,
         "seconds per point of the /stats time series",
     ),
-    _Option(
+    EnvOption(
         "--log-level", "log_level", "CONTROLLER_LOG_LEVEL", str,
         "uvicorn log level (debug, info, warning, error)",
     ),
-    _Option(
+    EnvOption(
         "--worker-token", "worker_token", "CONTROLLER_WORKER_TOKEN", str,
         "shared token workers must send (Authorization: Bearer) to register, beat and "
         "leave; prefer the variable, flags show in ps",
     ),
-    _Option(
+    EnvOption(
         "--admin-token", "admin_token", "CONTROLLER_ADMIN_TOKEN", str,
         "token for admin operations: refresh, remove, register by hand, dispatch switch",
     ),
-    _Option(
+    EnvOption(
         "--worker-allowlist", "worker_allowlist", "CONTROLLER_WORKER_ALLOWLIST", str,
         "comma-separated CIDR networks and host names (*.domain) workers may use",
     ),
-    _Option(
+    EnvOption(
         "--max-body-bytes", "max_body_bytes", "CONTROLLER_MAX_BODY_BYTES", int,
         "largest request body accepted",
     ),
-    _Option(
+    EnvOption(
         "--max-messages", "max_messages", "CONTROLLER_MAX_MESSAGES", int,
         "most messages in one prompt",
     ),
-    _Option(
+    EnvOption(
         "--max-prompt-chars", "max_prompt_chars", "CONTROLLER_MAX_PROMPT_CHARS", int,
         "most characters of text in one prompt",
     ),
-    _Option(
+    EnvOption(
         "--max-images", "max_images", "CONTROLLER_MAX_IMAGES", int,
         "most images in one prompt",
     ),
-    _Option(
+    EnvOption(
         "--max-image-bytes", "max_image_bytes", "CONTROLLER_MAX_IMAGE_BYTES", int,
         "largest image accepted, in bytes",
     ),
-    _Option(
+    EnvOption(
         "--max-image-pixels", "max_image_pixels", "CONTROLLER_MAX_IMAGE_PIXELS", int,
         "largest image accepted, in pixels (decompression bombs are refused unread)",
     ),
-    _Option(
+    EnvOption(
         "--registry-url", "registry_url", "CONTROLLER_REGISTRY_URL", str,
         "Redis URL of a registry shared by several controller replicas (redis://host:6379/0)",
     ),
-    _Option(
+    EnvOption(
         "--registry-sync-interval", "registry_sync_interval_s",
         "CONTROLLER_REGISTRY_SYNC_INTERVAL", float,
         "seconds between two synchronisations of this replica with the shared registry",
     ),
-    _Option(
+    EnvOption(
         "--registry-key-prefix", "registry_key_prefix", "CONTROLLER_REGISTRY_KEY_PREFIX", str,
         "prefix of every Redis key (several clusters can share one Redis)",
     ),
-    _Option(
+    EnvOption(
         "--breaker-failures", "breaker_failures", "CONTROLLER_BREAKER_FAILURES", int,
         "failures in a row that take a worker out of dispatch",
     ),
-    _Option(
+    EnvOption(
         "--breaker-cooldown", "breaker_cooldown_s", "CONTROLLER_BREAKER_COOLDOWN", float,
         "seconds a failing worker stays out of dispatch before one probe request",
     ),
@@ -250,13 +264,10 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "InternVL wire protocol). Every flag can also be set by the environment variable shown.",
     )
     for opt in _OPTIONS:
-        raw = environ.get(opt.env)
-        default = getattr(defaults, opt.dest)
-        if raw not in (None, ""):
-            try:
-                default = opt.type(raw)
-            except ValueError:
-                parser.error(f"{opt.env}={raw!r} is not a valid {opt.type.__name__}")
+        try:
+            default = opt.default_from(environ, getattr(defaults, opt.dest))
+        except ValueError as exc:
+            parser.error(str(exc))
         # Never echo a secret into --help output or logs.
         shown = ("set" if default else "unset") if opt.dest.endswith("_token") else default
         parser.add_argument(

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.settings import DISPATCH_METHODS
+from controller.settings import DISPATCH_METHODS, EnvOption
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKER_BACKENDS = ("llama-cpp", "simulated")
@@ -109,41 +109,32 @@ def _env_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
-@dataclass(frozen=True)
-class _Option:
-    flag: str
-    dest: str
-    env: str
-    type: type
-    help: str
-
-
 _OPTIONS = (
-    _Option("--controller-host", "controller_host", "CONTROLLER_HOST", str,
+    EnvOption("--controller-host", "controller_host", "CONTROLLER_HOST", str,
             "address the embedded controller listens on"),
-    _Option("--controller-port", "controller_port", "CONTROLLER_PORT", int,
+    EnvOption("--controller-port", "controller_port", "CONTROLLER_PORT", int,
             "port of the embedded controller"),
-    _Option("--dispatch-method", "dispatch_method", "CONTROLLER_DISPATCH_METHOD", str,
+    EnvOption("--dispatch-method", "dispatch_method", "CONTROLLER_DISPATCH_METHOD", str,
             "how the controller picks a worker: " + " or ".join(DISPATCH_METHODS)),
-    _Option("--controller-url", "controller_url", "APP_CONTROLLER_URL", str,
+    EnvOption("--controller-url", "controller_url", "APP_CONTROLLER_URL", str,
             "use this running controller instead of booting one"),
-    _Option("--worker-backend", "worker_backend", "APP_WORKER_BACKEND", str,
+    EnvOption("--worker-backend", "worker_backend", "APP_WORKER_BACKEND", str,
             "backend of the embedded worker: " + " or ".join(WORKER_BACKENDS)),
-    _Option("--simulated-workers", "simulated_workers", "APP_SIMULATED_WORKERS", int,
+    EnvOption("--simulated-workers", "simulated_workers", "APP_SIMULATED_WORKERS", int,
             "extra simulated workers for demos (every other one takes images)"),
-    _Option("--log-dir", "log_dir", "APP_LOG_DIR", Path,
+    EnvOption("--log-dir", "log_dir", "APP_LOG_DIR", Path,
             "folder of the daily conversation logs and uploaded images"),
-    _Option("--max-images", "max_images", "APP_MAX_IMAGES", int,
+    EnvOption("--max-images", "max_images", "APP_MAX_IMAGES", int,
             "images per conversation"),
-    _Option("--max-image-bytes", "max_image_bytes", "APP_MAX_IMAGE_BYTES", int,
+    EnvOption("--max-image-bytes", "max_image_bytes", "APP_MAX_IMAGE_BYTES", int,
             "largest image upload, in bytes"),
-    _Option("--max-image-pixels", "max_image_pixels", "APP_MAX_IMAGE_PIXELS", int,
+    EnvOption("--max-image-pixels", "max_image_pixels", "APP_MAX_IMAGE_PIXELS", int,
             "largest image upload, in pixels (read from the header, before decoding)"),
-    _Option("--max-prompt-chars", "max_prompt_chars", "APP_MAX_PROMPT_CHARS", int,
+    EnvOption("--max-prompt-chars", "max_prompt_chars", "APP_MAX_PROMPT_CHARS", int,
             "most characters of text in one conversation sent to a model"),
-    _Option("--registry-url", "registry_url", "CONTROLLER_REGISTRY_URL", str,
+    EnvOption("--registry-url", "registry_url", "CONTROLLER_REGISTRY_URL", str,
             "Redis registry the embedded controller shares with other replicas"),
-    _Option("--admin-refresh", "admin_refresh_s", "APP_ADMIN_REFRESH", float,
+    EnvOption("--admin-refresh", "admin_refresh_s", "APP_ADMIN_REFRESH", float,
             "seconds between two refreshes of the admin page"),
 )
 
@@ -157,15 +148,10 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         exit_on_error=False,
     )
     for opt in _OPTIONS:
-        default = getattr(defaults, opt.dest)
-        raw = environ.get(opt.env)
-        if raw not in (None, ""):
-            try:
-                default = opt.type(raw)
-            except ValueError as exc:
-                raise AppSettingsError(
-                    f"{opt.env}={raw!r} is not a valid {opt.type.__name__}"
-                ) from exc
+        try:
+            default = opt.default_from(environ, getattr(defaults, opt.dest))
+        except ValueError as exc:
+            raise AppSettingsError(str(exc)) from exc
         parser.add_argument(opt.flag, dest=opt.dest, type=opt.type, default=default,
                             help=f"{opt.help} (env {opt.env}; default {default})")
     embedded = defaults.embedded_worker
